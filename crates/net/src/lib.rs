@@ -1,0 +1,2 @@
+//! Networking shared by all servers: listeners, connection limits and
+//! graceful shutdown.

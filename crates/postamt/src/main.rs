@@ -1,0 +1,2 @@
+//! The `postamt` binary.
+fn main() {}
