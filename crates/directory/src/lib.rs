@@ -78,6 +78,9 @@ pub enum ResolveError {
 pub struct LocalDomains {
     /// Lowercase domains; the first is the primary one (bare targets like `bob` mean `bob@primary`).
     pub domains: Vec<String>,
+    /// The configured postmaster address: `postmaster` (bare or at a local
+    /// domain) resolves to it when no user or alias named postmaster exists.
+    pub postmaster: String,
 }
 
 impl LocalDomains {

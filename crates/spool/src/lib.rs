@@ -31,6 +31,13 @@ impl std::fmt::Display for QueueId {
     }
 }
 
+impl QueueId {
+    /// A new, unique id (UUID v7 as 32 lowercase hex digits).
+    pub fn generate() -> QueueId {
+        todo!()
+    }
+}
+
 impl std::str::FromStr for QueueId {
     type Err = SpoolError;
     /// Accepts only ids the spool could have made (hex), so an id from the
@@ -44,6 +51,9 @@ impl std::str::FromStr for QueueId {
 /// What the receiver (or the delivery agent, for bounces) hands to the spool.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct NewMessage {
+    /// The id to use (the receiver makes it before DATA so that the
+    /// `Received:` header can name it); `None` = the spool makes one.
+    pub id: Option<QueueId>,
     /// Envelope sender; empty for the null sender `<>`.
     pub mail_from: String,
     /// Envelope recipients as given in RCPT TO (already checked).
@@ -78,6 +88,11 @@ pub struct Recipient {
     pub attempts: u32,
     /// The last error or remote reply, for `queue list`, logs and bounces.
     pub last_error: Option<String>,
+    /// Final destinations (user names or remote addresses) this recipient
+    /// expanded to that already have the message, so a retry never
+    /// delivers twice to them.
+    #[serde(default)]
+    pub delivered_to: Vec<String>,
 }
 
 /// A queued message's envelope and state.

@@ -31,6 +31,9 @@ pub struct MessageInfo {
     /// Size in bytes of the file (the message as received, CRLF line ends).
     pub size: u64,
     pub path: PathBuf,
+    /// The spool queue id the message was delivered from, when the
+    /// unique name carries one (so POP3/IMAP logs can name it).
+    pub queue_id: Option<String>,
 }
 
 /// All mailboxes, found through the template.
@@ -48,9 +51,10 @@ impl MailStore {
         todo!()
     }
     /// Delivers `data` into `user`'s inbox (tmp -> new, fsync file and dir);
-    /// returns the new message's unique name.
-    pub fn deliver(&self, user: &str, data: &[u8]) -> Result<String, StoreError> {
-        let _ = (user, data);
+    /// returns the new message's unique name. `queue_id` (hex) is embedded in
+    /// the unique name so retrieval logs can tie the message to its queue id.
+    pub fn deliver(&self, user: &str, data: &[u8], queue_id: &str) -> Result<String, StoreError> {
+        let _ = (user, data, queue_id);
         todo!()
     }
     /// Opens `user`'s mailbox for reading, creating an empty one if it does not exist yet.
