@@ -30,13 +30,13 @@ pub(crate) fn validate(c: &Config) -> Result<(), (String, String)> {
             }
         }
     }
-    if let Some(t) = &c.mailbox_template {
-        if !t.contains("%u") {
-            return Err((
-                "mailbox_template".into(),
-                "must contain %u, or every user would share one mailbox".into(),
-            ));
-        }
+    if let Some(t) = &c.mailbox_template
+        && !t.contains("%u")
+    {
+        return Err((
+            "mailbox_template".into(),
+            "must contain %u, or every user would share one mailbox".into(),
+        ));
     }
     let l = &c.listen;
     for (name, list) in [

@@ -1,2 +1,8 @@
-//! Networking shared by all servers: listeners, connection limits and
-//! graceful shutdown.
+//! Networking shared by all servers: binding listeners, accepting with
+//! connection limits (total and per client IP), and graceful shutdown.
+
+mod limits;
+mod listener;
+
+pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded};
+pub use listener::{Service, bind, serve};

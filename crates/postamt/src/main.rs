@@ -1,2 +1,29 @@
-//! The `postamt` binary.
-fn main() {}
+//! The `postamt` binary: parses the command line and runs the verb.
+
+mod admin_cli;
+mod cli;
+mod logging;
+mod quickstart;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Serve => serve::run(&cli.config),
+        cli::Command::Quickstart(args) => quickstart::run(&args),
+        cli::Command::CheckConfig => admin_cli::check_config(&cli.config),
+        cli::Command::User(cmd) => admin_cli::user(&cli.config, cmd),
+        cli::Command::Alias(cmd) => admin_cli::alias(&cli.config, cmd),
+        cli::Command::Queue(cmd) => admin_cli::queue(&cli.config, cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("postamt: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

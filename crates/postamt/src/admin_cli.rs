@@ -1,0 +1,231 @@
+//! The admin verbs of the CLI (`check-config`, `user`, `alias`, `queue`):
+//! argument handling and printing around the shared `postamt_ops` operations.
+
+use crate::cli::{AliasCmd, QueueCmd, UserCmd};
+use anyhow::{Context, Result, bail};
+use postamt_ops::Admin;
+use postamt_spool::RecipientStatus;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Loads the configuration, with the file, key and reason on error.
+pub fn load_config(path: &Path) -> Result<Arc<postamt_config::Config>> {
+    Ok(Arc::new(postamt_config::load(path)?))
+}
+
+fn open_admin(path: &Path) -> Result<Admin> {
+    let config = load_config(path)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    Ok(Admin::open(config)?)
+}
+
+pub fn check_config(path: &Path) -> Result<()> {
+    let c = load_config(path)?;
+    println!("{}: ok", path.display());
+    println!("  hostname:        {}", c.hostname);
+    println!("  accept mail for: {}", c.local_domains().join(", "));
+    println!("  postmaster:      {}", c.postmaster_address());
+    println!("  data_dir:        {}", c.data_dir.display());
+    println!("  mailboxes:       {}", c.mailbox_template());
+    println!("  spool:           {}", c.spool_dir().display());
+    println!("  logs:            {}", c.log_dir().display());
+    let l = &c.listen;
+    for (name, addrs) in [
+        ("smtp", &l.smtp),
+        ("submission", &l.submission),
+        ("submissions", &l.submissions),
+        ("pop3", &l.pop3),
+        ("pop3s", &l.pop3s),
+        ("imap", &l.imap),
+        ("imaps", &l.imaps),
+        ("admin", &l.admin),
+    ] {
+        if !addrs.is_empty() {
+            println!("  listen {name:<12} {}", addrs.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a password from stdin (one line) or makes a random one and prints it.
+fn obtain_password(from_stdin: bool, name: &str) -> Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let p = line.trim_end_matches(['\r', '\n']).to_string();
+        if p.is_empty() {
+            bail!("no password on standard input");
+        }
+        Ok(p)
+    } else {
+        let p = crate::quickstart::random_password();
+        println!("password for {name}: {p}");
+        Ok(p)
+    }
+}
+
+pub fn user(path: &Path, cmd: UserCmd) -> Result<()> {
+    let admin = open_admin(path)?;
+    match cmd {
+        UserCmd::Add {
+            name,
+            password_stdin,
+            admin: is_admin,
+        } => {
+            let p = obtain_password(password_stdin, &name)?;
+            admin.add_user(&name, &p, is_admin)?;
+            println!("user {name} added");
+        }
+        UserCmd::Del { name } => {
+            admin.delete_user(&name)?;
+            println!("user {name} deleted (the mailbox stays on disk)");
+        }
+        UserCmd::List => {
+            for u in admin.list_users()? {
+                let created = chrono::DateTime::from_timestamp(u.created_at, 0)
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}",
+                    u.name,
+                    if u.admin { "admin" } else { "user" },
+                    created
+                );
+            }
+        }
+        UserCmd::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let p = obtain_password(password_stdin, &name)?;
+            admin.set_password(&name, &p)?;
+            println!("password of {name} changed");
+        }
+    }
+    Ok(())
+}
+
+pub fn alias(path: &Path, cmd: AliasCmd) -> Result<()> {
+    let admin = open_admin(path)?;
+    match cmd {
+        AliasCmd::Add { pattern, targets } => {
+            admin.add_alias(&pattern, &targets)?;
+            println!("alias {pattern} -> {}", targets.join(", "));
+        }
+        AliasCmd::Del { pattern } => {
+            admin.delete_alias(&pattern)?;
+            println!("alias {pattern} deleted");
+        }
+        AliasCmd::List => {
+            for a in admin.list_aliases()? {
+                println!("{}\t{}", a.pattern, a.targets.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn told(server_notified: bool) -> &'static str {
+    if server_notified {
+        "the running server was told"
+    } else {
+        "no server is running; takes effect at its next start"
+    }
+}
+
+pub fn queue(path: &Path, cmd: QueueCmd) -> Result<()> {
+    let admin = open_admin(path)?;
+    let q = admin.queue();
+    match cmd {
+        QueueCmd::List => {
+            let entries = q.list()?;
+            if entries.is_empty() {
+                println!("the queue is empty");
+            }
+            for e in &entries {
+                let env = &e.envelope;
+                let arrived = chrono::DateTime::from_timestamp(env.created_at, 0)
+                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                let pending: Vec<&str> = env
+                    .recipients
+                    .iter()
+                    .filter(|r| r.status == RecipientStatus::Pending)
+                    .map(|r| r.address.as_str())
+                    .collect();
+                println!(
+                    "{}  {:>8}  {}  <{}> -> {}  [{}]",
+                    env.id,
+                    env.size,
+                    arrived,
+                    env.mail_from,
+                    pending.join(", "),
+                    e.reason
+                );
+            }
+            println!("{} message(s) queued", entries.len());
+        }
+        QueueCmd::Show { id } => {
+            let (env, headers) = q.show(&id)?;
+            println!("id:        {}", env.id);
+            println!("from:      <{}>", env.mail_from);
+            if let Some(c) = &env.client {
+                println!(
+                    "client:    {c} (helo {})",
+                    env.helo.as_deref().unwrap_or("-")
+                );
+            }
+            println!("size:      {}", env.size);
+            println!("arrived:   {}", ts(env.created_at));
+            println!("attempts:  {}", env.attempts);
+            println!("next:      {}", ts(env.next_attempt));
+            println!("held:      {}", env.held);
+            for r in &env.recipients {
+                println!(
+                    "rcpt:      <{}> {:?} attempts={}{}",
+                    r.address,
+                    r.status,
+                    r.attempts,
+                    r.last_error
+                        .as_ref()
+                        .map(|e| format!(" last error: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            println!();
+            print!("{headers}");
+        }
+        QueueCmd::Flush => {
+            let a = q.flush()?;
+            println!(
+                "{} message(s) due now; {}",
+                a.count,
+                told(a.server_notified)
+            );
+        }
+        QueueCmd::Hold { id } => {
+            let a = q.hold(&id)?;
+            println!("{id} held; {}", told(a.server_notified));
+        }
+        QueueCmd::Release { id } => {
+            let a = q.release(&id)?;
+            println!("{id} released; {}", told(a.server_notified));
+        }
+        QueueCmd::Delete { id } => {
+            let a = q.delete(&id)?;
+            println!("{id} deleted; {}", told(a.server_notified));
+        }
+    }
+    Ok(())
+}
+
+fn ts(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| t.to_string())
+}

@@ -1,0 +1,123 @@
+//! `postamt quickstart`: a working mail server from nothing. Writes a config
+//! and data dir (unprivileged ports when not root), creates a demo user with
+//! a random password, prints how to send and fetch a mail, then serves.
+
+use crate::cli::QuickstartArgs;
+use anyhow::{Context, Result, bail};
+use postamt_ops::Admin;
+use rand::Rng;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A random password from an unambiguous alphabet, ~95 bits.
+pub fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The config text for a fresh setup.
+fn config_text(data_dir: &Path, domain: Option<&str>, root: bool) -> String {
+    let (smtp, pop3) = if root { (25, 110) } else { (2525, 1110) };
+    let hostname = domain.unwrap_or("localhost");
+    let domains = domain
+        .map(|d| format!("[\"{d}\"]"))
+        .unwrap_or_else(|| "[]".into());
+    format!(
+        r#"# Postamt configuration written by `postamt quickstart`.
+# Every key is explained in docs/configuration.md.
+
+hostname = "{hostname}"           # this server's name (greeting, Received:, bounces)
+domains = {domains}               # "Accept Mail For" (the hostname is always local)
+data_dir = "{data}"               # spool, mailboxes, directory, logs
+create_mailboxes = true           # create a user's Maildir on first mail
+
+[listen]
+smtp = ["127.0.0.1:{smtp}"]
+pop3 = ["127.0.0.1:{pop3}"]
+
+[limits]
+max_message_size = 52428800
+idle_timeout = "5m"
+
+[logging]
+receiver = true
+delivery = true
+retrieval = true
+"#,
+        data = data_dir
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\""),
+    )
+}
+
+pub fn run(args: &QuickstartArgs) -> Result<()> {
+    if let Some(d) = &args.domain
+        && (d.is_empty() || d.contains(['"', '\\', '\n', ' ']))
+    {
+        bail!("--domain `{d}` is not a domain name");
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+    let config_path = dir.join("postamt.toml");
+    let fresh = !config_path.exists();
+    if fresh {
+        let text = config_text(&dir, args.domain.as_deref(), is_root());
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+    }
+    let config = Arc::new(postamt_config::load(&config_path)?);
+    let admin = Admin::open(Arc::clone(&config))?;
+    let domain = config.primary_domain();
+    let smtp = config.listen.smtp.first().cloned().unwrap_or_default();
+    let pop3 = config.listen.pop3.first().cloned().unwrap_or_default();
+    let password = if admin.directory.get_user("demo")?.is_none() {
+        let p = random_password();
+        admin.add_user("demo", &p, true)?;
+        if admin
+            .list_aliases()?
+            .iter()
+            .all(|a| !a.pattern.eq_ignore_ascii_case("postmaster"))
+        {
+            admin.add_alias("postmaster", &["demo".to_string()])?;
+        }
+        p
+    } else {
+        "(unchanged; set a new one with `postamt user passwd demo`)".to_string()
+    };
+    let cfg = config_path.display();
+    println!(
+        r#"Postamt is set up in {dir}
+  config file:  {cfg}{new}
+  mail domain:  {domain}
+  demo user:    demo   password: {password}
+  SMTP:         {smtp}
+  POP3:         {pop3}
+
+Send a mail:
+  printf 'Subject: hello\r\n\r\nfirst mail\r\n' > /tmp/m.txt
+  curl -s smtp://{smtp} --mail-from you@example.com --mail-rcpt demo@{domain} -T /tmp/m.txt
+Fetch it:
+  curl -s pop3://demo:PASSWORD@{pop3}/1
+Manage:
+  postamt --config {cfg} user add alice
+  postamt --config {cfg} queue list
+"#,
+        dir = dir.display(),
+        new = if fresh { " (new)" } else { " (existing, kept)" },
+    );
+    if args.no_serve {
+        return Ok(());
+    }
+    crate::serve::run(&config_path)
+}
