@@ -3,12 +3,25 @@
 //! addresses. Stored in embedded SQLite (WAL), safe to share between the
 //! running server and the CLI.
 //!
-//! SKELETON: signatures are the contract other crates code against; the
-//! bodies are being written.
+//! Modules: `db` (connection, schema, migrations), `names` (validation),
+//! `password` (argon2id), `users`, `aliases`, `resolve` (alias expansion,
+//! whose module documentation states the exact rules) and `auth` (logins
+//! with a credential cache and failure delays).
 
+mod aliases;
 pub mod auth;
+mod db;
+pub mod names;
+mod password;
+pub mod resolve;
+mod users;
 
+pub use db::SCHEMA_VERSION;
+pub use names::validate_user_name;
+
+use rusqlite::Connection;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 use thiserror::Error;
 
 /// Directory failures.
@@ -84,6 +97,43 @@ pub struct LocalDomains {
 }
 
 impl LocalDomains {
+    /// Builds the set from the primary domain, the other local domains (the
+    /// hostname among them) and the postmaster address: lowercased, trailing
+    /// dots removed, duplicates dropped, the primary first.
+    pub fn new<I, S>(primary: &str, others: I, postmaster: &str) -> LocalDomains
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let norm = |d: &str| d.trim_end_matches('.').to_ascii_lowercase();
+        let mut domains = vec![norm(primary)];
+        for d in others {
+            let d = norm(d.as_ref());
+            if !d.is_empty() && !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+        LocalDomains {
+            domains,
+            postmaster: postmaster.to_owned(),
+        }
+    }
+
+    /// The set a configuration describes: its primary domain first, then
+    /// the hostname and the other `domains`, and its postmaster address.
+    pub fn from_config(config: &postamt_config::Config) -> LocalDomains {
+        LocalDomains::new(
+            &config.primary_domain(),
+            config.local_domains(),
+            &config.postmaster_address(),
+        )
+    }
+
+    /// The primary domain (bare local parts and targets mean this one).
+    pub fn primary(&self) -> Option<&str> {
+        self.domains.first().map(String::as_str)
+    }
+
     pub fn contains(&self, domain: &str) -> bool {
         let d = domain.trim_end_matches('.');
         self.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
@@ -93,71 +143,49 @@ impl LocalDomains {
 /// The alias expansion depth limit.
 pub const MAX_ALIAS_DEPTH: usize = 10;
 
-/// Checks a user name: it becomes a path component, so nothing may escape the mailbox root.
-pub fn validate_user_name(name: &str) -> Result<(), DirectoryError> {
-    let _ = name;
-    todo!()
+/// The directory handle; cheap to share behind an `Arc`. Every call is short
+/// (an indexed SQLite lookup or a small write) except the argon2 work in
+/// `add_user`, `set_password` and `verify_password`, which runs outside the
+/// lock. Safe to open the same file from several handles and processes.
+pub struct Directory {
+    conn: Mutex<Connection>,
 }
 
-/// The directory handle; cheap to share behind an `Arc`.
-pub struct Directory {}
-
 impl Directory {
-    /// Opens (creating if needed) the SQLite database at `path`, WAL mode.
+    /// Opens (creating if needed) the SQLite database at `path`, WAL mode,
+    /// and brings its schema up to date. The file is created mode 0600.
     pub fn open(path: &Path) -> Result<Directory, DirectoryError> {
-        let _ = path;
-        todo!()
+        Ok(Directory {
+            conn: Mutex::new(db::open(path)?),
+        })
     }
-    pub fn add_user(&self, name: &str, password: &str, admin: bool) -> Result<(), DirectoryError> {
-        let _ = (name, password, admin);
-        todo!()
+
+    /// A private, empty, in-memory directory (for tests).
+    pub fn open_in_memory() -> Result<Directory, DirectoryError> {
+        Ok(Directory {
+            conn: Mutex::new(db::open_in_memory()?),
+        })
     }
-    pub fn delete_user(&self, name: &str) -> Result<(), DirectoryError> {
-        let _ = name;
-        todo!()
+
+    /// The connection. A panic while it was held leaves nothing half-done
+    /// (an open transaction rolls back when dropped), so a poisoned lock is
+    /// taken over rather than propagated.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
-    pub fn set_password(&self, name: &str, password: &str) -> Result<(), DirectoryError> {
-        let _ = (name, password);
-        todo!()
-    }
-    pub fn list_users(&self) -> Result<Vec<UserInfo>, DirectoryError> {
-        todo!()
-    }
-    /// Case-insensitive lookup.
-    pub fn get_user(&self, name: &str) -> Result<Option<UserInfo>, DirectoryError> {
-        let _ = name;
-        todo!()
-    }
-    /// Verifies a password (argon2id). `Ok(None)` for unknown user or wrong
-    /// password alike; costs the same hash work in both cases.
-    pub fn verify_password(
-        &self,
-        name: &str,
-        password: &str,
-    ) -> Result<Option<UserInfo>, DirectoryError> {
-        let _ = (name, password);
-        todo!()
-    }
-    /// Adds an alias, or replaces the targets of an existing pattern.
-    pub fn add_alias(&self, pattern: &str, targets: &[String]) -> Result<(), DirectoryError> {
-        let _ = (pattern, targets);
-        todo!()
-    }
-    pub fn delete_alias(&self, pattern: &str) -> Result<(), DirectoryError> {
-        let _ = pattern;
-        todo!()
-    }
-    pub fn list_aliases(&self) -> Result<Vec<Alias>, DirectoryError> {
-        todo!()
-    }
+
     /// Expands `address` (`local@domain` with a local domain, or a bare local
-    /// part) into its final destinations, deduplicated and sorted.
+    /// part) into its final destinations, deduplicated and sorted. The rules
+    /// are documented in the `resolve` module; in short: exact alias on the
+    /// full address, exact alias on the local part, user, most specific
+    /// wildcard, postmaster fallback, else [`ResolveError::Unknown`]. A remote
+    /// address resolves to itself.
     pub fn resolve(
         &self,
         address: &str,
         local: &LocalDomains,
     ) -> Result<Vec<Destination>, ResolveError> {
-        let _ = (address, local);
-        todo!()
+        let mut conn = self.lock();
+        resolve::resolve(&mut conn, address, local)
     }
 }
