@@ -1,0 +1,214 @@
+//! One POP3 connection over a tokio stream: bounded line reading, pipelined
+//! commands answered in one flush, idle timeouts, shutdown at a command
+//! boundary, and message bodies streamed from the stored bytes.
+
+use crate::backend::Backend;
+use crate::dot_stuff::DotStuffed;
+use crate::line::LineBuffer;
+use crate::response::Reply;
+use crate::session::Session;
+use postamt_config::Config;
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// RFC 1939 §3: the autologout timer in TRANSACTION is at least 10 minutes.
+pub const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest input line (AUTH continuation lines included), line end included.
+pub const MAX_LINE: usize = 8 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
+const WRITE_BUFFER: usize = 16 * 1024;
+/// Largest single write, so that the write timeout measures progress.
+const WRITE_SLICE: usize = 64 * 1024;
+
+pub const MSG_SHUTDOWN: &str = "[SYS/TEMP] server shutting down";
+
+/// Timeouts and limits of a connection.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimits {
+    /// Waiting for a command before login.
+    pub idle_timeout: Duration,
+    /// Waiting for a command after login (at least 10 minutes).
+    pub transaction_timeout: Duration,
+    /// Longest time a write may make no progress.
+    pub write_timeout: Duration,
+    /// Longest input line, line end included.
+    pub max_line: usize,
+}
+
+impl ConnectionLimits {
+    pub fn from_config(config: &Config) -> Self {
+        let idle = config.limits.idle_timeout.get();
+        ConnectionLimits {
+            idle_timeout: idle,
+            transaction_timeout: idle.max(MIN_TRANSACTION_TIMEOUT),
+            write_timeout: idle.max(Duration::from_secs(60)),
+            max_line: MAX_LINE,
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum End {
+    /// The session closed itself (QUIT, too many errors).
+    Closed,
+    /// The client closed the connection.
+    Eof,
+    Timeout,
+    Shutdown,
+    LineTooLong,
+    Io(io::Error),
+}
+
+impl End {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            End::Closed => "closed",
+            End::Eof => "connection closed by client",
+            End::Timeout => "idle timeout",
+            End::Shutdown => "server shutdown",
+            End::LineTooLong => "line too long",
+            End::Io(_) => "I/O error",
+        }
+    }
+}
+
+/// Serves `session` over `stream` until it ends. A session that did not
+/// finish with QUIT is aborted: nothing is deleted, the lock is released.
+pub async fn serve<S, B>(
+    stream: S,
+    mut session: Session<B>,
+    limits: &ConnectionLimits,
+    shutdown: CancellationToken,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    info!(peer = %session.peer(), "session start");
+    let mut io = BufWriter::with_capacity(WRITE_BUFFER, stream);
+    let end = run(&mut io, &mut session, limits, &shutdown).await;
+    if !session.is_closed() {
+        session.abort(end.reason());
+    }
+    match &end {
+        End::Io(e) => debug!(peer = %session.peer(), error = %e, "session end: I/O error"),
+        other => info!(peer = %session.peer(), reason = other.reason(), "session end"),
+    }
+    // Best effort: the peer may already be gone.
+    let _ = tokio::time::timeout(limits.write_timeout, io.shutdown()).await;
+    end
+}
+
+async fn run<S, B>(
+    io: &mut BufWriter<S>,
+    session: &mut Session<B>,
+    limits: &ConnectionLimits,
+    shutdown: &CancellationToken,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    let wt = limits.write_timeout;
+    if let Err(e) = send(io, &session.greeting(), wt, true).await {
+        return End::Io(e);
+    }
+    let mut lines = LineBuffer::new(limits.max_line);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        // Answer every complete line already received before flushing.
+        loop {
+            let line = match lines.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = send(io, &Reply::err("Line too long"), wt, true).await;
+                    return End::LineTooLong;
+                }
+            };
+            if shutdown.is_cancelled() {
+                let _ = send(io, &Reply::err(MSG_SHUTDOWN), wt, true).await;
+                return End::Shutdown;
+            }
+            let reply = session.handle_line(&line).await;
+            if let Err(e) = send(io, &reply, wt, false).await {
+                return End::Io(e);
+            }
+            if session.is_closed() {
+                return match flush(io, wt).await {
+                    Ok(()) => End::Closed,
+                    Err(e) => End::Io(e),
+                };
+            }
+        }
+        if let Err(e) = flush(io, wt).await {
+            return End::Io(e);
+        }
+        let wait = if session.is_authenticated() {
+            limits.transaction_timeout
+        } else {
+            limits.idle_timeout
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let _ = send(io, &Reply::err(MSG_SHUTDOWN), wt, true).await;
+                return End::Shutdown;
+            }
+            read = tokio::time::timeout(wait, io.read(&mut chunk)) => match read {
+                Err(_) => {
+                    let _ = send(io, &Reply::err("Idle timeout, closing connection"), wt, true).await;
+                    return End::Timeout;
+                }
+                Ok(Ok(0)) => return End::Eof,
+                Ok(Ok(n)) => lines.extend(&chunk[..n]),
+                Ok(Err(e)) => return End::Io(e),
+            }
+        }
+    }
+}
+
+/// Writes one reply (streaming a message body piece by piece), flushing
+/// when asked. Each write must make progress within `wt`.
+async fn send<W>(w: &mut W, reply: &Reply, wt: Duration, and_flush: bool) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    write_timed(w, &reply.head_bytes(), wt).await?;
+    if let Some(body) = reply.body() {
+        for piece in DotStuffed::new(body) {
+            for slice in piece.chunks(WRITE_SLICE) {
+                write_timed(w, slice, wt).await?;
+            }
+        }
+    }
+    if and_flush {
+        flush(w, wt).await?;
+    }
+    Ok(())
+}
+
+async fn write_timed<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    data: &[u8],
+    wt: Duration,
+) -> io::Result<()> {
+    match tokio::time::timeout(wt, w.write_all(data)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+    }
+}
+
+async fn flush<W: AsyncWrite + Unpin>(w: &mut W, wt: Duration) -> io::Result<()> {
+    match tokio::time::timeout(wt, w.flush()).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "flush timed out")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
