@@ -2,31 +2,40 @@
 //! `.Name`), created on first mail from the mailbox template. Delivery is
 //! atomic and fsynced; POP3 (and later IMAP) read and change mail only here.
 //!
-//! SKELETON: signatures are the contract other crates code against; the
-//! bodies are being written.
+//! Layout of one mailbox (readable by Dovecot, mutt, Python's `mailbox`):
+//!
+//! ```text
+//! <template with %u, %d>/
+//!   tmp/   being written        new/   delivered, unseen by any reader
+//!   cur/   seen by a reader (name gets `:2,<flags>`)
+//!   postamt-pop3.lock           the POP3 session lock (flock)
+//! ```
+//!
+//! File names and UIDs are described in the `name` module: a message's
+//! UID is its base name without flags and `,S=` fields, stable across a
+//! move from `new/` to `cur/`, and valid as a POP3 UIDL.
 
-use std::path::{Path, PathBuf};
-use thiserror::Error;
+mod deliver;
+mod error;
+mod fsio;
+mod lock;
+mod maildir;
+mod name;
+mod user;
 
-/// Store failures.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("mailbox I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("mailbox of `{0}` does not exist and automatic creation is off")]
-    NoMailbox(String),
-    #[error("invalid user name `{0}` for a mailbox path")]
-    InvalidUser(String),
-    #[error("mailbox is in use by another session")]
-    InUse,
-    #[error("message {0} is gone")]
-    Gone(String),
-}
+pub use error::StoreError;
+pub use lock::{LOCK_FILE, MailboxLock};
+pub use maildir::{MAX_READ, Maildir};
+pub use name::{MAX_UID_LEN, uid_for as uid_for_file_name};
+pub use user::validate_user;
+
+use std::path::PathBuf;
 
 /// A message in a mailbox as POP3 sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageInfo {
-    /// Stable unique id (the Maildir base name, without the `:2,` info part).
+    /// Stable unique id (the Maildir base name, without the `:2,` info part
+    /// and `,S=` fields; a hash for names unfit as a POP3 UIDL).
     pub uid: String,
     /// Size in bytes of the file (the message as received, CRLF line ends).
     pub size: u64,
@@ -37,58 +46,101 @@ pub struct MessageInfo {
 }
 
 /// All mailboxes, found through the template.
-pub struct MailStore {}
+#[derive(Clone, Debug)]
+pub struct MailStore {
+    template: String,
+    domain: String,
+    create: bool,
+    host: String,
+}
 
 impl MailStore {
-    /// `template` contains `%u` (user) and may contain `%d` (the primary domain).
+    /// `template` contains `%u` (user) and may contain `%d` (the primary
+    /// domain). A template without `%u` would put every user in one
+    /// mailbox, so `/%u` is appended to it (and an error logged).
     pub fn new(template: &str, primary_domain: &str, create: bool) -> MailStore {
-        let _ = (template, primary_domain, create);
-        todo!()
+        let template = if template.contains("%u") {
+            template.to_string()
+        } else {
+            tracing::error!(template, "mailbox template lacks %u; using <template>/%u");
+            format!("{}/%u", template.trim_end_matches('/'))
+        };
+        MailStore {
+            template,
+            domain: primary_domain.to_ascii_lowercase(),
+            create,
+            host: name::host_tag(&hostname()),
+        }
     }
+
+    /// Whether mailboxes are created on first mail.
+    pub fn creates_mailboxes(&self) -> bool {
+        self.create
+    }
+
     /// The directory of `user`'s mailbox; refuses names that could escape the root.
     pub fn mailbox_dir(&self, user: &str) -> Result<PathBuf, StoreError> {
-        let _ = user;
-        todo!()
+        let user = user.to_ascii_lowercase();
+        user::validate_user(&user)?;
+        if self.template.contains("%d") && !user::valid_domain(&self.domain) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "primary domain `{}` is unusable in a mailbox path",
+                    self.domain
+                ),
+            )
+            .into());
+        }
+        Ok(PathBuf::from(user::expand_template(
+            &self.template,
+            &user,
+            &self.domain,
+        )))
     }
+
     /// Delivers `data` into `user`'s inbox (tmp -> new, fsync file and dir);
     /// returns the new message's unique name. `queue_id` (hex) is embedded in
     /// the unique name so retrieval logs can tie the message to its queue id.
+    ///
+    /// A missing mailbox is created (`cur/ new/ tmp/`, mode 0700) when
+    /// automatic creation is on, else `StoreError::NoMailbox`; an existing
+    /// one missing a subdirectory is repaired.
     pub fn deliver(&self, user: &str, data: &[u8], queue_id: &str) -> Result<String, StoreError> {
-        let _ = (user, data, queue_id);
-        todo!()
+        let root = self.mailbox_dir(user)?;
+        if !fsio::is_complete_maildir(&root) {
+            if !self.create && !root.is_dir() {
+                return Err(StoreError::NoMailbox(user.to_ascii_lowercase()));
+            }
+            fsio::create_maildir(&root)?;
+            tracing::info!(user, path = %root.display(), "mailbox created");
+        }
+        let name = deliver::deliver_into(&root, data, queue_id, &self.host)?;
+        tracing::debug!(user, queue_id, file = %name, size = data.len(), "delivered to maildir");
+        Ok(name)
     }
-    /// Opens `user`'s mailbox for reading, creating an empty one if it does not exist yet.
+
+    /// Opens `user`'s mailbox for reading. When it does not exist yet, it is
+    /// created if automatic creation is on; otherwise the returned
+    /// `Maildir` is an empty view (no messages) and nothing is created.
     pub fn open(&self, user: &str) -> Result<Maildir, StoreError> {
-        let _ = user;
-        todo!()
+        let root = self.mailbox_dir(user)?;
+        if self.create && !fsio::is_complete_maildir(&root) {
+            fsio::create_maildir(&root)?;
+        }
+        Ok(Maildir::new(root))
     }
 }
 
-/// One user's Maildir++.
-pub struct Maildir {}
-
-/// Held while a POP3 session owns the mailbox; released on drop.
-pub struct MailboxLock {}
-
-impl Maildir {
-    pub fn path(&self) -> &Path {
-        todo!()
+/// The host name, for unique file names.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, and
+    // gethostname writes at most that many.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
     }
-    /// Takes the exclusive POP3 lock, or `StoreError::InUse`.
-    pub fn lock(&self) -> Result<MailboxLock, StoreError> {
-        todo!()
-    }
-    /// The inbox's messages (new and cur), oldest first.
-    pub fn messages(&self) -> Result<Vec<MessageInfo>, StoreError> {
-        todo!()
-    }
-    pub fn read(&self, msg: &MessageInfo) -> Result<Vec<u8>, StoreError> {
-        let _ = msg;
-        todo!()
-    }
-    /// Removes messages; one already gone is not an error.
-    pub fn delete(&self, msgs: &[MessageInfo]) -> Result<(), StoreError> {
-        let _ = msgs;
-        todo!()
-    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }

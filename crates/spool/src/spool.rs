@@ -1,0 +1,415 @@
+//! `Spool`: the queue operations (enqueue with group commit, list, get,
+//! read, update, remove) over the files described in the crate docs.
+
+use crate::committer::{Committer, Job, SyncDir, Waiter};
+use crate::format::{self, DecodeError, MAX_ENVELOPE_LEN};
+use crate::fsio::{self, write_new_synced};
+use crate::layout::{self, Layout};
+use crate::recovery::{self, CleanupReport};
+use crate::{Envelope, NewMessage, QueueId, SpoolError};
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::oneshot;
+
+/// Bound on queue directory entries one listing looks at.
+const MAX_LISTED: usize = 10_000_000;
+
+/// A queue entry `list()` had to skip (or could only partly read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorruptFile {
+    /// The damaged file.
+    pub path: PathBuf,
+    /// The message it belongs to, when the name says.
+    pub id: Option<QueueId>,
+    /// What is wrong with it.
+    pub reason: String,
+    /// The message is still listed, with its initial envelope (a damaged
+    /// state file costs at most a duplicate delivery, never the message).
+    pub fell_back: bool,
+}
+
+/// The queue as one scan found it.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    /// Every readable message's envelope, oldest first.
+    pub envelopes: Vec<Envelope>,
+    /// Files that could not be read; see `CorruptFile`.
+    pub corrupt: Vec<CorruptFile>,
+}
+
+/// The queue on disk. Cheap to share (`Arc<Spool>`); every method may be
+/// called from many threads at once, and other processes (the CLI) may
+/// open the same directory at the same time.
+pub struct Spool {
+    inner: Arc<Inner>,
+    arrivals: Mutex<Option<UnboundedReceiver<QueueId>>>,
+}
+
+struct Inner {
+    layout: Layout,
+    committer: Committer,
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool under `dir` and cleans up
+    /// half-written files left by a crash.
+    pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        let layout = Layout::new(dir);
+        std::fs::create_dir_all(&layout.root)?;
+        let mut created = false;
+        for d in [&layout.tmp, &layout.queue, &layout.state] {
+            created |= fsio::ensure_dir(d)?;
+        }
+        if created {
+            fsio::sync_dir(&layout.root)?;
+        }
+        let report = recovery::cleanup(&layout, std::time::SystemTime::now())?;
+        if report != CleanupReport::default() {
+            tracing::info!(
+                spool = %layout.root.display(),
+                stale_tmp = report.stale_tmp,
+                orphan_states = report.orphan_states,
+                "spool recovered after an unclean stop"
+            );
+        }
+        let (tx, rx) = unbounded_channel();
+        let committer = Committer::start(layout.queue.clone(), layout.state.clone(), tx)?;
+        Ok(Spool {
+            inner: Arc::new(Inner { layout, committer }),
+            arrivals: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// The spool directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.layout.root
+    }
+
+    /// Runs the crash cleanup again (stale temporary files, orphan state
+    /// files); `open` does it once. Safe while other processes use the spool.
+    pub fn cleanup(&self) -> Result<CleanupReport, SpoolError> {
+        Ok(recovery::cleanup(
+            &self.inner.layout,
+            std::time::SystemTime::now(),
+        )?)
+    }
+
+    /// Stores a message durably; returns its id once file and directory are fsynced.
+    ///
+    /// The file work runs on tokio's blocking pool; the directory fsync is
+    /// shared with every other enqueue in flight (group commit).
+    pub async fn enqueue(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, SpoolError> {
+        let env = initial_envelope(msg, &data)?;
+        let id = env.id.clone();
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| io::Error::other(format!("enqueue needs a tokio runtime: {e}")))?;
+        let inner = Arc::clone(&self.inner);
+        let (tx, rx) = oneshot::channel();
+        handle
+            .spawn_blocking(move || inner.store(&env, &data, Waiter::Async(tx)))
+            .await
+            .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))??;
+        match rx.await {
+            Ok(result) => result?,
+            Err(_) => return Err(committer_gone().into()),
+        }
+        tracing::debug!(queue_id = %id, "message durable in spool");
+        Ok(id)
+    }
+
+    /// Same, for synchronous callers (not on an async runtime thread).
+    pub fn enqueue_blocking(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, SpoolError> {
+        let env = initial_envelope(msg, &data)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.inner.store(&env, &data, Waiter::Blocking(tx))?;
+        match rx.recv() {
+            Ok(result) => result?,
+            Err(_) => return Err(committer_gone().into()),
+        }
+        tracing::debug!(queue_id = %env.id, "message durable in spool");
+        Ok(env.id)
+    }
+
+    /// The receiver of new arrivals' ids; `None` after the first call
+    /// (the delivery agent takes it). Ids are sent only once durable.
+    pub fn take_arrivals(&self) -> Option<UnboundedReceiver<QueueId>> {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// Every queued message's envelope, oldest first. Unreadable files are
+    /// logged and skipped; `scan` (or `corrupt`) names them.
+    pub fn list(&self) -> Result<Vec<Envelope>, SpoolError> {
+        Ok(self.scan()?.envelopes)
+    }
+
+    /// The files the last scan could not read (see `CorruptFile`).
+    pub fn corrupt(&self) -> Result<Vec<CorruptFile>, SpoolError> {
+        Ok(self.scan()?.corrupt)
+    }
+
+    /// Every queued message's envelope, oldest first, and the damaged files.
+    pub fn scan(&self) -> Result<Listing, SpoolError> {
+        let layout = &self.inner.layout;
+        let mut ids = Vec::new();
+        let mut listing = Listing::default();
+        for entry in std::fs::read_dir(&layout.queue)?.take(MAX_LISTED) {
+            let entry = entry?;
+            let name = entry.file_name();
+            match name.to_str().and_then(layout::queue_file_id) {
+                Some(id) => ids.push(id),
+                None => {
+                    tracing::warn!(path = %entry.path().display(), "foreign file in the queue directory");
+                    listing.corrupt.push(CorruptFile {
+                        path: entry.path(),
+                        id: None,
+                        reason: "not a queue file name".into(),
+                        fell_back: false,
+                    });
+                }
+            }
+        }
+        ids.sort();
+        for id in ids {
+            match self.inner.load(&id) {
+                Ok((env, state_problem)) => {
+                    if let Some(problem) = state_problem {
+                        listing.corrupt.push(problem);
+                    }
+                    listing.envelopes.push(env);
+                }
+                // Removed since we read the directory.
+                Err(SpoolError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::error!(queue_id = %id, error = %e, "unreadable queue file skipped");
+                    listing.corrupt.push(CorruptFile {
+                        path: layout.queue.join(&id.0),
+                        id: Some(id),
+                        reason: e.to_string(),
+                        fell_back: false,
+                    });
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    /// One message's current envelope.
+    pub fn get(&self, id: &QueueId) -> Result<Envelope, SpoolError> {
+        Ok(self.inner.load(id)?.0)
+    }
+
+    /// The message bytes as received (with the `Received:` header the receiver prepended).
+    pub fn read_message(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
+        let path = self.inner.layout.queue_file(id)?;
+        let file = open_existing(&path, id)?;
+        let file_len = file.metadata()?.len();
+        let mut reader = BufReader::new(file);
+        let (env, header_len) = read_queue_header(&mut reader, &path)?;
+        let expected = file_len.saturating_sub(header_len);
+        if expected != env.size {
+            return Err(SpoolError::Corrupt(
+                path.display().to_string(),
+                format!("message is {expected} bytes, envelope says {}", env.size),
+            ));
+        }
+        let mut data = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        reader.take(expected).read_to_end(&mut data)?;
+        if data.len() as u64 != expected {
+            return Err(SpoolError::Corrupt(
+                path.display().to_string(),
+                "message shorter than its file".into(),
+            ));
+        }
+        Ok(data)
+    }
+
+    /// Saves a changed envelope atomically (temporary file, fsync, rename
+    /// over `state/<id>.json`). The state directory's fsync is batched and
+    /// not waited for: losing the newest state in a power cut only means an
+    /// older state (at worst the initial envelope) is used, which may
+    /// deliver again, never lose. When two processes update the same
+    /// message, the last rename wins.
+    pub fn update(&self, env: &Envelope) -> Result<(), SpoolError> {
+        let layout = &self.inner.layout;
+        let state = layout.state_file(&env.id)?;
+        let queue = layout.queue_file(&env.id)?;
+        if !exists(&queue)? {
+            return Err(SpoolError::NotFound(env.id.0.clone()));
+        }
+        let json = serde_json::to_vec(env).map_err(io::Error::other)?;
+        if json.len() as u64 > MAX_ENVELOPE_LEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "envelope too large").into());
+        }
+        let tmp = layout.tmp_file(&env.id)?;
+        write_new_synced(&tmp, &[&json])?;
+        if let Err(e) = std::fs::rename(&tmp, &state) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        self.inner.lazy_sync(SyncDir::State);
+        Ok(())
+    }
+
+    /// Removes a finished (or admin-deleted) message and its envelope.
+    ///
+    /// The queue file goes first: a crash right after leaves an orphan state
+    /// file, which is never listed and is removed at the next `open`. (The
+    /// other order could bring a delivered message back as undelivered.)
+    /// `NotFound` when the message was not queued (any state file is
+    /// removed all the same).
+    pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let layout = &self.inner.layout;
+        let queue = layout.queue_file(id)?;
+        let state = layout.state_file(id)?;
+        let existed = match std::fs::remove_file(&queue) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e.into()),
+        };
+        match std::fs::remove_file(&state) {
+            Ok(()) => self.inner.lazy_sync(SyncDir::State),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if existed => {
+                tracing::warn!(queue_id = %id, error = %e, "state file left behind; removed at next open");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if !existed {
+            return Err(SpoolError::NotFound(id.0.clone()));
+        }
+        self.inner.lazy_sync(SyncDir::Queue);
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Writes the queue file (tmp, fsync, link into `queue/`) and hands the
+    /// directory fsync to the committer, which completes `waiter`.
+    fn store(&self, env: &Envelope, data: &[u8], waiter: Waiter) -> Result<(), SpoolError> {
+        let header = format::encode_header(env).map_err(io::Error::other)?;
+        let tmp = self.layout.tmp_file(&env.id)?;
+        let queue = self.layout.queue_file(&env.id)?;
+        write_new_synced(&tmp, &[&header, data])?;
+        // A link, not a rename: it never replaces an existing queue file
+        // (an id given twice fails with AlreadyExists instead).
+        let linked = std::fs::hard_link(&tmp, &queue);
+        if let Err(e) = std::fs::remove_file(&tmp) {
+            tracing::warn!(queue_id = %env.id, error = %e, "temporary spool file left behind");
+        }
+        linked?;
+        let job = Job {
+            dir: SyncDir::Queue,
+            waiter,
+            arrival: Some(env.id.clone()),
+        };
+        if let Err(e) = self.committer.submit(job) {
+            let _ = std::fs::remove_file(&queue);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Asks for a directory fsync soon, without waiting for it.
+    fn lazy_sync(&self, dir: SyncDir) {
+        let job = Job {
+            dir,
+            waiter: Waiter::Nobody,
+            arrival: None,
+        };
+        if let Err(e) = self.committer.submit(job) {
+            tracing::warn!(error = %e, "spool directory fsync not scheduled");
+        }
+    }
+
+    /// The current envelope of `id`: its state file, or the initial
+    /// envelope when there is none. A damaged state file falls back to the
+    /// initial envelope (reported as the second value).
+    fn load(&self, id: &QueueId) -> Result<(Envelope, Option<CorruptFile>), SpoolError> {
+        let queue = self.layout.queue_file(id)?;
+        let state = self.layout.state_file(id)?;
+        let mut problem = None;
+        match File::open(&state) {
+            Ok(file) => match format::read_state(BufReader::new(file)) {
+                Ok(env) if env.id == *id => {
+                    if !exists(&queue)? {
+                        return Err(SpoolError::NotFound(id.0.clone()));
+                    }
+                    return Ok((env, None));
+                }
+                Ok(env) => problem = Some(format!("state file names message {}", env.id)),
+                Err(DecodeError::Corrupt(why)) => problem = Some(why),
+                Err(DecodeError::Io(e)) => problem = Some(e.to_string()),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => problem = Some(e.to_string()),
+        }
+        let file = open_existing(&queue, id)?;
+        let (env, _) = read_queue_header(&mut BufReader::new(file), &queue)?;
+        if env.id != *id {
+            return Err(SpoolError::Corrupt(
+                queue.display().to_string(),
+                format!("queue file names message {}", env.id),
+            ));
+        }
+        let problem = problem.map(|reason| {
+            tracing::warn!(queue_id = %id, reason = %reason, "unreadable state file; using the initial envelope");
+            CorruptFile {
+                path: state,
+                id: Some(id.clone()),
+                reason,
+                fell_back: true,
+            }
+        });
+        Ok((env, problem))
+    }
+}
+
+/// The initial envelope of a message being enqueued.
+fn initial_envelope(mut msg: NewMessage, data: &[u8]) -> Result<Envelope, SpoolError> {
+    let id = match msg.id.take() {
+        None => QueueId::generate(),
+        Some(given) => given.0.parse::<QueueId>().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid queue id given to enqueue",
+            )
+        })?,
+    };
+    let now = chrono::Utc::now().timestamp();
+    Ok(Envelope::initial(id, msg, data.len() as u64, now))
+}
+
+fn read_queue_header(
+    reader: &mut BufReader<File>,
+    path: &Path,
+) -> Result<(Envelope, u64), SpoolError> {
+    format::read_header(reader).map_err(|e| match e {
+        DecodeError::Io(e) => SpoolError::Io(e),
+        DecodeError::Corrupt(why) => SpoolError::Corrupt(path.display().to_string(), why),
+    })
+}
+
+fn open_existing(path: &Path, id: &QueueId) -> Result<File, SpoolError> {
+    File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => SpoolError::NotFound(id.0.clone()),
+        _ => SpoolError::Io(e),
+    })
+}
+
+fn exists(path: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn committer_gone() -> io::Error {
+    io::Error::other("spool committer stopped before confirming the write")
+}

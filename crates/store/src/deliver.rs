@@ -1,0 +1,127 @@
+//! Delivery into a Maildir: write `tmp/<unique>`, fsync, link to
+//! `new/<unique>` (never replacing a file), fsync `new/`. A reader never sees
+//! a partial message: it appears in `new/` complete or not at all.
+
+use crate::fsio::sync_dir;
+use crate::name::{NameParts, unique_name};
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Per-process delivery counter (part of the unique name).
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Fresh names tried when a name is taken (a clock step backwards).
+const NAME_ATTEMPTS: usize = 8;
+
+/// Writes `data` into the Maildir at `root` (which must have `tmp/` and
+/// `new/`); returns the unique name under `new/`.
+pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io::Result<String> {
+    let tmp_dir = root.join("tmp");
+    let new_dir = root.join("new");
+    let mut last_clash = None;
+    for _ in 0..NAME_ATTEMPTS {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = unique_name(&NameParts {
+            secs: now.as_secs(),
+            micros: now.subsec_micros(),
+            pid: std::process::id(),
+            queue_id,
+            counter: COUNTER.fetch_add(1, Ordering::Relaxed),
+            host,
+            size: data.len() as u64,
+        });
+        let tmp = tmp_dir.join(&name);
+        let new = new_dir.join(&name);
+        match write_synced(&tmp, data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                last_clash = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let moved = match std::fs::hard_link(&tmp, &new) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&tmp);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&tmp);
+                last_clash = Some(e);
+                continue;
+            }
+            // File systems without hard links: rename (the name is unique).
+            Err(_) => std::fs::rename(&tmp, &new),
+        };
+        if let Err(e) = moved {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = sync_dir(&new_dir) {
+            // Not durable: take it back so a retry does not duplicate it.
+            let _ = std::fs::remove_file(&new);
+            return Err(e);
+        }
+        return Ok(name);
+    }
+    Err(last_clash.unwrap_or_else(|| io::Error::other("no unique maildir name")))
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    let result = file.write_all(data).and_then(|()| file.sync_data());
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivers_complete_file_to_new_only() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::fsio::create_maildir(dir.path()).unwrap();
+        let data = b"From: a\r\n\r\n\0\r\n.\r\nend";
+        let name =
+            deliver_into(dir.path(), data, "0193f1c2a4b57c3d8e9f0a1b2c3d4e5f", "mx").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("new").join(&name)).unwrap(),
+            data
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cur")).unwrap().count(),
+            0
+        );
+        assert!(name.ends_with(&format!(",S={}", data.len())));
+        let other =
+            deliver_into(dir.path(), data, "0193f1c2a4b57c3d8e9f0a1b2c3d4e5f", "mx").unwrap();
+        assert_ne!(name, other);
+    }
+
+    #[test]
+    fn missing_new_dir_is_an_error_and_leaves_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        assert!(deliver_into(dir.path(), b"x", "q", "h").is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+}
