@@ -229,8 +229,7 @@ async fn control_loop(
                     "ok\n"
                 }
                 (Ok(Ok(_)), Some(Command::Rescan)) => {
-                    // The agent rereads each envelope before an attempt and
-                    // rescans the spool periodically; nothing to do at once.
+                    agent.rescan();
                     "ok\n"
                 }
                 _ => "error unknown command\n",

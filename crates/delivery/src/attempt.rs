@@ -1,0 +1,1163 @@
+//! One delivery attempt of one queued message: load the envelope, expand each
+//! pending recipient through the directory, deliver to every destination that
+//! does not have the message yet, record each recipient's fate, queue the
+//! bounce or delay warning, then save the envelope or remove the finished
+//! message. Blocking (file and database I/O): run it on `spawn_blocking`.
+//!
+//! Crash safety: a destination is added to `delivered_to` right after its
+//! delivery, and the envelope is saved after the attempt, so a crash can
+//! only repeat a delivery, never lose one. A bounce is queued before the
+//! envelope that records it in `bounced` is saved: a crash in between may
+//! duplicate a bounce, never lose one.
+
+use crate::bounce::{self, Report, ReportKind, ReportRecipient};
+use crate::context::Context;
+use crate::failure::Failure;
+use crate::{local, policy, remote};
+use postamt_directory::{Destination, LocalDomains};
+use postamt_spool::{Envelope, NewMessage, QueueId, Recipient, RecipientStatus, SpoolError};
+use std::collections::{HashMap, HashSet};
+use tracing::{debug, error, info, warn};
+
+/// Wait after a spool error before looking at the message again.
+pub const SPOOL_RETRY_SECS: i64 = 60;
+
+/// Wait before looking again at a message whose file is missing or damaged.
+pub const BROKEN_RETRY_SECS: i64 = 3600;
+
+/// What the scheduler should do with the message after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Attempt again at this Unix time.
+    At(i64),
+    /// Nothing to schedule: delivered and removed, held, gone or unreadable.
+    Unscheduled,
+}
+
+/// What one attempt remembers across recipients: destinations that have the
+/// message (from this or earlier attempts) and ones that failed just now, so
+/// each destination is tried at most once per attempt and never gets the
+/// message twice.
+struct Round {
+    delivered: HashSet<String>,
+    failed: HashMap<String, Failure>,
+}
+
+impl Round {
+    fn new(env: &Envelope) -> Round {
+        Round {
+            delivered: env
+                .recipients
+                .iter()
+                .flat_map(|r| r.delivered_to.iter().cloned())
+                .collect(),
+            failed: HashMap::new(),
+        }
+    }
+}
+
+/// One destination's outcome, logged once the recipient's fate is known.
+struct DestOutcome {
+    dest: String,
+    result: Result<(), Failure>,
+    /// Already delivered to this destination for another recipient.
+    duplicate: bool,
+}
+
+/// Runs one attempt of message `id` at time `now` (Unix seconds).
+pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
+    let mut env = match ctx.queue.get(id) {
+        Ok(e) => e,
+        Err(SpoolError::NotFound(_)) => {
+            debug!(queue_id = %id, "message is no longer in the queue");
+            return Next::Unscheduled;
+        }
+        Err(e) => return spool_trouble(id, &e, "read the envelope", now),
+    };
+    if env.held {
+        debug!(queue_id = %id, "message is held; not delivering");
+        return Next::Unscheduled;
+    }
+    let pending = has_pending(&env);
+    if !pending && unbounced(&env).is_empty() {
+        return finish(ctx, env, now);
+    }
+    let data = match ctx.queue.read_message(id) {
+        Ok(d) => d,
+        Err(e @ SpoolError::Io(_)) => return spool_trouble(id, &e, "read the message", now),
+        Err(e) => {
+            // The envelope is there but its message is not: leave it to the
+            // admin, and look again only hourly (rescans honour next_attempt).
+            error!(queue_id = %id, error = %e, "cannot read the message; left in the queue for the admin");
+            env.next_attempt = now.saturating_add(BROKEN_RETRY_SECS);
+            if let Err(e) = ctx.queue.update(&env) {
+                warn!(queue_id = %id, error = %e, "cannot save the envelope");
+            }
+            return Next::At(env.next_attempt);
+        }
+    };
+
+    // Planned before delivering, so the deferral logs can name it.
+    let attempts = if pending {
+        env.attempts.saturating_add(1)
+    } else {
+        env.attempts.max(1)
+    };
+    env.next_attempt = policy::next_attempt_at(attempts, now, &ctx.config.delivery);
+    let mut local_failure: HashMap<String, bool> = HashMap::new();
+    if pending {
+        let give_up = policy::should_give_up(&env, now, &ctx.config.delivery);
+        let domains = ctx.local_domains();
+        let mut round = Round::new(&env);
+        let mut recipients = std::mem::take(&mut env.recipients);
+        for rcpt in recipients
+            .iter_mut()
+            .filter(|r| r.status == RecipientStatus::Pending)
+        {
+            let was_local =
+                deliver_recipient(ctx, &env, rcpt, &data, &domains, &mut round, give_up, now);
+            if let Some(l) = was_local {
+                local_failure.insert(rcpt.address.clone(), l);
+            }
+        }
+        env.recipients = recipients;
+        env.attempts = attempts;
+    }
+
+    send_bounce(ctx, &mut env, &data, &local_failure, now);
+    if policy::should_warn_delay(&env, now, &ctx.config.delivery) {
+        send_delay_warning(ctx, &mut env, &data, now);
+    }
+    finish(ctx, env, now)
+}
+
+fn has_pending(env: &Envelope) -> bool {
+    env.recipients
+        .iter()
+        .any(|r| r.status == RecipientStatus::Pending)
+}
+
+/// Failed recipients not yet reported in a bounce.
+fn unbounced(env: &Envelope) -> Vec<&Recipient> {
+    env.recipients
+        .iter()
+        .filter(|r| r.status == RecipientStatus::Failed && !env.bounced.contains(&r.address))
+        .collect()
+}
+
+/// Logs a spool error and says what to do with the message.
+fn spool_trouble(id: &QueueId, e: &SpoolError, what: &str, now: i64) -> Next {
+    match e {
+        SpoolError::NotFound(_) | SpoolError::Corrupt(..) => {
+            error!(queue_id = %id, error = %e, "cannot {what}; message left in the queue for the admin");
+            Next::Unscheduled
+        }
+        SpoolError::Io(_) => {
+            warn!(queue_id = %id, error = %e, "cannot {what}; trying again later");
+            Next::At(now.saturating_add(SPOOL_RETRY_SECS))
+        }
+    }
+}
+
+/// The key under which a destination is remembered in `delivered_to`.
+fn dest_key(dest: &Destination) -> &str {
+    match dest {
+        Destination::Local { user } => user,
+        Destination::Remote { address } => address,
+    }
+}
+
+/// Delivers one pending recipient to its destinations and records its fate.
+/// Returns `Some(local)` when it failed somewhere (`local`: a local failure).
+#[allow(clippy::too_many_arguments)]
+fn deliver_recipient(
+    ctx: &Context,
+    env: &Envelope,
+    rcpt: &mut Recipient,
+    data: &[u8],
+    domains: &LocalDomains,
+    round: &mut Round,
+    give_up: bool,
+    now: i64,
+) -> Option<bool> {
+    rcpt.attempts = rcpt.attempts.saturating_add(1);
+    let mut outcomes: Vec<DestOutcome> = Vec::new();
+    match ctx.directory.resolve(&rcpt.address, domains) {
+        Ok(dests) if dests.is_empty() => outcomes.push(DestOutcome {
+            dest: rcpt.address.clone(),
+            result: Err(Failure::permanent(
+                "5.1.1",
+                "address expands to no mailbox",
+                true,
+            )),
+            duplicate: false,
+        }),
+        Err(e) => outcomes.push(DestOutcome {
+            dest: rcpt.address.clone(),
+            result: Err(local::classify_resolve(&e)),
+            duplicate: false,
+        }),
+        Ok(dests) => {
+            for dest in &dests {
+                let key = dest_key(dest);
+                if rcpt.delivered_to.iter().any(|d| d == key) {
+                    continue;
+                }
+                if round.delivered.contains(key) {
+                    rcpt.delivered_to.push(key.to_string());
+                    outcomes.push(DestOutcome {
+                        dest: key.to_string(),
+                        result: Ok(()),
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                let result = match round.failed.get(key) {
+                    Some(f) => Err(f.clone()),
+                    None => deliver_to(ctx, env, dest, data),
+                };
+                match &result {
+                    Ok(()) => {
+                        round.delivered.insert(key.to_string());
+                        rcpt.delivered_to.push(key.to_string());
+                    }
+                    Err(f) => {
+                        round.failed.insert(key.to_string(), f.clone());
+                    }
+                }
+                outcomes.push(DestOutcome {
+                    dest: key.to_string(),
+                    result,
+                    duplicate: false,
+                });
+            }
+        }
+    }
+
+    let failures = || outcomes.iter().filter_map(|o| o.result.as_ref().err());
+    let permanent = failures().find(|f| f.is_permanent());
+    let temporary = failures().find(|f| !f.is_permanent());
+    let (status, last_error) = match (permanent, temporary) {
+        (None, None) => (RecipientStatus::Delivered, None),
+        (Some(p), None) => (RecipientStatus::Failed, Some(p.line())),
+        (Some(p), Some(_)) if give_up => (RecipientStatus::Failed, Some(p.line())),
+        (None, Some(t)) if give_up => (
+            RecipientStatus::Failed,
+            Some(policy::give_up_line(&t.line(), env, now)),
+        ),
+        (_, Some(t)) => (RecipientStatus::Pending, Some(t.line())),
+    };
+    let local = failures().next().map(|_| failures().any(|f| f.local));
+    rcpt.status = status;
+    rcpt.last_error = last_error;
+    log_outcomes(env, rcpt, &outcomes, now);
+    local
+}
+
+/// Delivers to one destination.
+fn deliver_to(
+    ctx: &Context,
+    env: &Envelope,
+    dest: &Destination,
+    data: &[u8],
+) -> Result<(), Failure> {
+    match dest {
+        Destination::Local { user } => {
+            local::deliver_local(ctx.store.as_ref(), user, data, &env.id).map(|_| ())
+        }
+        Destination::Remote { address } => remote::deliver_remote(address, data, env),
+    }
+}
+
+/// One event per destination outcome: `status` is sent, deferred or bounced.
+fn log_outcomes(env: &Envelope, rcpt: &Recipient, outcomes: &[DestOutcome], now: i64) {
+    let delay = policy::age(env, now);
+    let failed = rcpt.status == RecipientStatus::Failed;
+    if outcomes.is_empty() {
+        info!(
+            queue_id = %env.id,
+            to = %rcpt.address,
+            dest = %rcpt.delivered_to.join(","),
+            status = %"sent",
+            delay,
+            "already delivered to every destination"
+        );
+    }
+    for o in outcomes {
+        match &o.result {
+            Ok(()) => info!(
+                queue_id = %env.id,
+                to = %rcpt.address,
+                dest = %o.dest,
+                status = %"sent",
+                delay,
+                duplicate = o.duplicate,
+                "delivered"
+            ),
+            Err(f) if failed => {
+                let reason = if f.is_permanent() {
+                    f.line()
+                } else {
+                    rcpt.last_error.clone().unwrap_or_else(|| f.line())
+                };
+                warn!(
+                    queue_id = %env.id,
+                    to = %rcpt.address,
+                    dest = %o.dest,
+                    status = %"bounced",
+                    delay,
+                    reason = %reason,
+                    "delivery failed"
+                )
+            }
+            Err(f) => info!(
+                queue_id = %env.id,
+                to = %rcpt.address,
+                dest = %o.dest,
+                status = %"deferred",
+                delay,
+                reason = %f.line(),
+                next_attempt = env.next_attempt,
+                "delivery deferred"
+            ),
+        }
+    }
+}
+
+/// Queues one bounce for the recipients that failed and were not bounced
+/// yet, and records them in `env.bounced`. On a spool error nothing is
+/// recorded, so the next attempt tries again.
+fn send_bounce(
+    ctx: &Context,
+    env: &mut Envelope,
+    data: &[u8],
+    local_failure: &HashMap<String, bool>,
+    now: i64,
+) {
+    let newly = unbounced(env);
+    if newly.is_empty() {
+        return;
+    }
+    let failed: Vec<String> = newly.iter().map(|r| r.address.clone()).collect();
+    // Failures found in an earlier attempt (a bounce that could not be
+    // queued then) count as local: in doubt, the postmaster hears of it.
+    let any_local = newly
+        .iter()
+        .any(|r| local_failure.get(&r.address).copied().unwrap_or(true));
+    let postmaster = ctx.config.postmaster_address();
+    let copy = ctx.config.delivery.copy_local_failures_to_postmaster && any_local;
+    let targets = bounce::bounce_targets(&env.mail_from, &postmaster, copy, &failed);
+    if targets.is_empty() {
+        warn!(
+            queue_id = %env.id,
+            failed = ?failed,
+            "undeliverable postmaster notification discarded"
+        );
+        env.bounced.extend(failed);
+        return;
+    }
+    let rcpts: Vec<ReportRecipient> = newly
+        .iter()
+        .map(|r| ReportRecipient::failed(&r.address, r.last_error.as_deref()))
+        .collect();
+    let to = if env.mail_from.is_empty() {
+        postmaster
+    } else {
+        env.mail_from.clone()
+    };
+    let message_id = ctx.message_id(&env.id, "bounce", now);
+    let report = bounce::build_report(&Report {
+        kind: ReportKind::Failure,
+        hostname: &ctx.config.hostname,
+        to: &to,
+        queue_id: &env.id.0,
+        arrival: env.created_at,
+        now,
+        message_id: &message_id,
+        recipients: &rcpts,
+        original: data,
+    });
+    match enqueue_report(ctx, env, targets.clone(), report) {
+        Ok(bounce_id) => {
+            info!(
+                queue_id = %env.id,
+                bounce_id = %bounce_id,
+                to = ?targets,
+                failed = ?failed,
+                "bounce generated"
+            );
+            env.bounced.extend(failed);
+        }
+        Err(e) => error!(
+            queue_id = %env.id,
+            error = %e,
+            "cannot queue the bounce; trying again at the next attempt"
+        ),
+    }
+}
+
+/// Queues a delay warning about the pending recipients to the sender.
+fn send_delay_warning(ctx: &Context, env: &mut Envelope, data: &[u8], now: i64) {
+    let rcpts: Vec<ReportRecipient> = env
+        .recipients
+        .iter()
+        .filter(|r| r.status == RecipientStatus::Pending)
+        .map(|r| ReportRecipient::delayed(&r.address, r.last_error.as_deref()))
+        .collect();
+    let message_id = ctx.message_id(&env.id, "delay", now);
+    let report = bounce::build_report(&Report {
+        kind: ReportKind::Delay {
+            retry_until: policy::retry_until(env, &ctx.config.delivery),
+        },
+        hostname: &ctx.config.hostname,
+        to: &env.mail_from,
+        queue_id: &env.id.0,
+        arrival: env.created_at,
+        now,
+        message_id: &message_id,
+        recipients: &rcpts,
+        original: data,
+    });
+    match enqueue_report(ctx, env, vec![env.mail_from.clone()], report) {
+        Ok(warning_id) => {
+            info!(
+                queue_id = %env.id,
+                warning_id = %warning_id,
+                to = %env.mail_from,
+                "delay warning generated"
+            );
+            env.delay_warned = true;
+        }
+        Err(e) => error!(
+            queue_id = %env.id,
+            error = %e,
+            "cannot queue the delay warning; trying again at the next attempt"
+        ),
+    }
+}
+
+/// Queues a report from the null sender.
+fn enqueue_report(
+    ctx: &Context,
+    env: &Envelope,
+    recipients: Vec<String>,
+    report: Vec<u8>,
+) -> Result<QueueId, SpoolError> {
+    let msg = NewMessage {
+        id: None,
+        mail_from: String::new(),
+        smtputf8: env.smtputf8 || recipients.iter().any(|r| !r.is_ascii()),
+        eight_bit: !report.is_ascii(),
+        recipients,
+        client: None,
+        helo: None,
+        auth_user: None,
+    };
+    ctx.queue.enqueue(msg, report)
+}
+
+/// Saves the envelope, or removes the message when every recipient is done
+/// and every failure is bounced. Keeps a `held` flag the admin set while the
+/// attempt ran, and respects a deletion made meanwhile.
+fn finish(ctx: &Context, mut env: Envelope, now: i64) -> Next {
+    match ctx.queue.get(&env.id) {
+        Ok(current) => env.held = current.held,
+        Err(SpoolError::NotFound(_)) => {
+            info!(queue_id = %env.id, "message was deleted from the queue during the attempt");
+            return Next::Unscheduled;
+        }
+        Err(e) => warn!(queue_id = %env.id, error = %e, "cannot re-read the envelope"),
+    }
+    if env.is_done() && unbounced(&env).is_empty() {
+        match ctx.queue.remove(&env.id) {
+            Ok(()) => {
+                let count =
+                    |s: RecipientStatus| env.recipients.iter().filter(|r| r.status == s).count();
+                info!(
+                    queue_id = %env.id,
+                    delivered = count(RecipientStatus::Delivered),
+                    failed = count(RecipientStatus::Failed),
+                    delay = policy::age(&env, now),
+                    "message completed, removed from the queue"
+                );
+                return Next::Unscheduled;
+            }
+            Err(e) => error!(queue_id = %env.id, error = %e, "cannot remove the finished message"),
+        }
+    }
+    if let Err(e) = ctx.queue.update(&env) {
+        error!(
+            queue_id = %env.id,
+            error = %e,
+            "cannot save the envelope; a retry may deliver again"
+        );
+    }
+    if env.held {
+        Next::Unscheduled
+    } else {
+        Next::At(env.next_attempt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounce::tests::{parse_report, status_groups};
+    use crate::testing::{Harness, MESSAGE, StoreFault, config, envelope};
+    use postamt_directory::ResolveError;
+    use std::sync::Arc;
+
+    const T0: i64 = 1_700_000_000;
+    const DAY: i64 = 86400;
+
+    fn qid(s: &str) -> QueueId {
+        QueueId(s.into())
+    }
+
+    fn rcpt<'a>(env: &'a Envelope, address: &str) -> &'a Recipient {
+        env.recipients
+            .iter()
+            .find(|r| r.address == address)
+            .expect("recipient in envelope")
+    }
+
+    #[test]
+    fn delivers_to_several_local_recipients_and_removes_the_message() {
+        let h = Harness::new();
+        h.dir.users("alice@example.org", &["alice"]);
+        h.dir.users("bob@example.org", &["bob"]);
+        h.queue.put(envelope(
+            "m1",
+            "s@x.org",
+            &["alice@example.org", "bob@example.org"],
+            T0,
+        ));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::Unscheduled);
+        assert_eq!(h.store.messages("alice"), [MESSAGE.to_vec()]);
+        assert_eq!(h.store.messages("bob"), [MESSAGE.to_vec()]);
+        assert!(h.queue.env("m1").is_none(), "finished message removed");
+        assert_eq!(h.queue.state().removed, [qid("m1")]);
+        assert!(h.queue.enqueued().is_empty(), "no bounce");
+    }
+
+    #[test]
+    fn alias_to_two_users_retries_only_the_one_that_failed() {
+        let h = Harness::new();
+        h.dir.users("team@example.org", &["alice", "bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        h.queue
+            .put(envelope("m1", "s@x.org", &["team@example.org"], T0));
+
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::At(T0 + 60));
+        let env = h.queue.env("m1").expect("still queued");
+        let r = rcpt(&env, "team@example.org");
+        assert_eq!(r.status, RecipientStatus::Pending);
+        assert_eq!(r.delivered_to, ["alice"]);
+        assert_eq!(r.attempts, 1);
+        let err = r.last_error.as_deref().unwrap();
+        assert!(err.starts_with("4.2.0 "), "{err}");
+        assert!(err.contains("Permission denied"), "{err}");
+        assert_eq!(env.attempts, 1);
+        assert_eq!(env.next_attempt, T0 + 60);
+        assert_eq!((h.store.count("alice"), h.store.count("bob")), (1, 0));
+
+        h.store.fail("bob", None);
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0 + 60), Next::Unscheduled);
+        assert_eq!(h.store.count("alice"), 1, "alice never gets it twice");
+        assert_eq!(h.store.count("bob"), 1);
+        assert!(h.queue.env("m1").is_none());
+        assert!(h.queue.enqueued().is_empty());
+    }
+
+    #[test]
+    fn a_user_reached_twice_gets_one_copy() {
+        let h = Harness::new();
+        h.dir.users("alice@example.org", &["alice"]);
+        h.dir.users("boss@example.org", &["alice"]);
+        h.dir.users("all@example.org", &["alice", "bob"]);
+        h.queue.put(envelope(
+            "m1",
+            "s@x.org",
+            &["alice@example.org", "boss@example.org", "all@example.org"],
+            T0,
+        ));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::Unscheduled);
+        assert_eq!(h.store.count("alice"), 1);
+        assert_eq!(h.store.count("bob"), 1);
+    }
+
+    #[test]
+    fn a_user_delivered_in_an_earlier_attempt_is_not_delivered_again() {
+        let h = Harness::new();
+        h.dir.users("alice@example.org", &["alice"]);
+        h.dir.users("all@example.org", &["alice", "bob"]);
+        let mut env = envelope(
+            "m1",
+            "s@x.org",
+            &["alice@example.org", "all@example.org"],
+            T0,
+        );
+        env.recipients[0].status = RecipientStatus::Delivered;
+        env.recipients[0].delivered_to = vec!["alice".into()];
+        env.recipients[1].last_error = Some("4.3.0 directory error: locked".into());
+        h.queue.put(env);
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0 + 60), Next::Unscheduled);
+        assert_eq!(h.store.count("alice"), 0);
+        assert_eq!(h.store.count("bob"), 1);
+    }
+
+    #[test]
+    fn temporary_failures_follow_the_retry_schedule() {
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        h.queue
+            .put(envelope("m1", "s@x.org", &["bob@example.org"], T0));
+        let mut now = T0;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            let Next::At(at) = attempt(&h.ctx, &qid("m1"), now) else {
+                panic!("must stay scheduled");
+            };
+            assert_eq!(h.queue.env("m1").unwrap().next_attempt, at);
+            waits.push(at - now);
+            now = at;
+        }
+        assert_eq!(waits, [60, 300, 900, 3600, 14400, 14400, 14400]);
+        let env = h.queue.env("m1").unwrap();
+        assert_eq!(env.attempts, 7);
+        assert_eq!(env.recipients[0].attempts, 7);
+        assert_eq!(env.recipients[0].status, RecipientStatus::Pending);
+    }
+
+    #[test]
+    fn directory_errors_are_classified() {
+        let h = Harness::new();
+        h.dir.set("gone@example.org", Err(ResolveError::Unknown));
+        h.dir
+            .set("loop@example.org", Err(ResolveError::Loop("a".into())));
+        h.dir
+            .set("deep@example.org", Err(ResolveError::TooDeep(10)));
+        h.dir
+            .set("db@example.org", Err(ResolveError::Db("busy".into())));
+        h.queue.put(envelope(
+            "m1",
+            "s@x.org",
+            &[
+                "gone@example.org",
+                "loop@example.org",
+                "deep@example.org",
+                "db@example.org",
+            ],
+            T0,
+        ));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::At(T0 + 60));
+        let env = h.queue.env("m1").unwrap();
+        let state = |a: &str| {
+            let r = rcpt(&env, a);
+            (r.status.clone(), r.last_error.clone().unwrap_or_default())
+        };
+        assert_eq!(
+            state("gone@example.org"),
+            (RecipientStatus::Failed, "5.1.1 no such user".into())
+        );
+        assert_eq!(state("loop@example.org").0, RecipientStatus::Failed);
+        assert!(state("loop@example.org").1.starts_with("5.4.6 "));
+        assert!(state("deep@example.org").1.starts_with("5.4.6 "));
+        assert_eq!(state("db@example.org").0, RecipientStatus::Pending);
+        assert!(state("db@example.org").1.starts_with("4.3.0 "));
+        // One bounce for the three failures, none yet for the pending one.
+        let sent = h.queue.enqueued();
+        assert_eq!(sent.len(), 1);
+        let groups = status_groups(&parse_report(&sent[0].2).parts[1].body);
+        assert_eq!(groups.len(), 4);
+        assert_eq!(
+            env.bounced,
+            ["gone@example.org", "loop@example.org", "deep@example.org"]
+        );
+    }
+
+    #[test]
+    fn store_errors_are_classified() {
+        let h = Harness::new();
+        h.dir.users("a@example.org", &["a"]);
+        h.dir.users("b@example.org", &["b"]);
+        h.store.fail("a", Some(StoreFault::NoMailbox));
+        h.store.fail("b", Some(StoreFault::InvalidUser));
+        h.queue.put(envelope(
+            "m1",
+            "s@x.org",
+            &["a@example.org", "b@example.org"],
+            T0,
+        ));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::Unscheduled);
+        let (_, _, bytes) = &h.queue.enqueued()[0];
+        let groups = status_groups(&parse_report(bytes).parts[1].body);
+        assert_eq!(groups[1].header("status"), Some("5.2.1"));
+        assert_eq!(
+            groups[1].header("diagnostic-code"),
+            Some("smtp; 5.2.1 mailbox unavailable")
+        );
+        assert_eq!(groups[2].header("status"), Some("5.1.3"));
+    }
+
+    #[test]
+    fn giving_up_turns_a_temporary_failure_into_a_bounce() {
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        let mut env = envelope("m1", "s@x.org", &["bob@example.org"], T0);
+        env.attempts = 30;
+        env.delay_warned = true;
+        h.queue.put(env);
+
+        assert_eq!(
+            attempt(&h.ctx, &qid("m1"), T0 + 5 * DAY - 1),
+            Next::At(T0 + 5 * DAY - 1 + 14400)
+        );
+        assert!(h.queue.enqueued().is_empty(), "not yet");
+
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0 + 5 * DAY), Next::Unscheduled);
+        assert!(
+            h.queue.env("m1").is_none(),
+            "bounced message leaves the queue"
+        );
+        let sent = h.queue.enqueued();
+        assert_eq!(sent.len(), 1);
+        let (_, msg, bytes) = &sent[0];
+        assert_eq!(msg.mail_from, "");
+        assert_eq!(msg.recipients, ["s@x.org", "postmaster@example.org"]);
+        let p = parse_report(bytes);
+        let groups = status_groups(&p.parts[1].body);
+        assert_eq!(
+            groups[1].header("final-recipient"),
+            Some("rfc822; bob@example.org")
+        );
+        assert_eq!(groups[1].header("action"), Some("failed"));
+        assert_eq!(groups[1].header("status"), Some("5.4.7"));
+        let diag = groups[1].header("diagnostic-code").unwrap();
+        assert!(diag.starts_with("smtp; 5.4.7 "), "{diag}");
+        assert!(diag.contains("last error: 4.2.0 "), "{diag}");
+        assert!(diag.contains("Permission denied"), "{diag}");
+    }
+
+    #[test]
+    fn bounce_is_an_rfc3464_report_to_the_sender() {
+        let h = Harness::new();
+        h.queue
+            .put(envelope("m1", "sender@x.org", &["nobody@example.org"], T0));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0 + 10), Next::Unscheduled);
+        let (bounce_id, msg, bytes) = h.queue.enqueued().remove(0);
+        assert_eq!(bounce_id, qid("r1"));
+        assert!(msg.mail_from.is_empty(), "bounces come from <>");
+        let p = parse_report(&bytes);
+        assert_eq!(p.top.header("to"), Some("<sender@x.org>"));
+        assert_eq!(
+            p.top.header("from"),
+            Some("Mail Delivery System <MAILER-DAEMON@mx.example.org>")
+        );
+        assert_eq!(
+            p.top.header("subject"),
+            Some("Undelivered Mail Returned to Sender")
+        );
+        assert_eq!(p.top.header("auto-submitted"), Some("auto-replied"));
+        let mid = p.top.header("message-id").unwrap();
+        assert!(
+            mid.starts_with('<') && mid.ends_with("@mx.example.org>"),
+            "{mid}"
+        );
+        assert!(p.top.header("date").is_some());
+        assert!(
+            p.top
+                .header("content-type")
+                .unwrap()
+                .contains("report-type=delivery-status")
+        );
+        assert_eq!(p.parts.len(), 3);
+        assert!(p.parts[0].body.contains("<nobody@example.org>"));
+        assert_eq!(
+            p.parts[1].header("content-type"),
+            Some("message/delivery-status")
+        );
+        let groups = status_groups(&p.parts[1].body);
+        assert_eq!(
+            groups[0].header("reporting-mta"),
+            Some("dns; mx.example.org")
+        );
+        assert!(groups[0].header("arrival-date").is_some());
+        assert_eq!(
+            groups[1].header("final-recipient"),
+            Some("rfc822; nobody@example.org")
+        );
+        assert_eq!(groups[1].header("action"), Some("failed"));
+        assert_eq!(groups[1].header("status"), Some("5.1.1"));
+        assert_eq!(
+            groups[1].header("diagnostic-code"),
+            Some("smtp; 5.1.1 no such user")
+        );
+        assert_eq!(
+            p.parts[2].header("content-type"),
+            Some("text/rfc822-headers")
+        );
+        assert!(p.parts[2].body.contains("Subject: Test"));
+        assert!(
+            !p.parts[2].body.contains("Hello"),
+            "the body is not returned"
+        );
+    }
+
+    #[test]
+    fn null_sender_failures_go_to_the_postmaster() {
+        let mut cfg = config();
+        cfg.delivery.copy_local_failures_to_postmaster = false;
+        let h = Harness::with_config(cfg);
+        h.queue.put(envelope("m1", "", &["nobody@example.org"], T0));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::Unscheduled);
+        let sent = h.queue.enqueued();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1.recipients, ["postmaster@example.org"]);
+        assert_eq!(sent[0].1.mail_from, "");
+        let p = parse_report(&sent[0].2);
+        assert_eq!(p.top.header("to"), Some("<postmaster@example.org>"));
+    }
+
+    #[test]
+    fn a_failed_double_bounce_is_dropped() {
+        let h = Harness::new();
+        h.dir.users("postmaster@example.org", &["pm"]);
+        h.store.fail("pm", Some(StoreFault::NoMailbox));
+        h.queue
+            .put(envelope("m1", "", &["postmaster@example.org"], T0));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::Unscheduled);
+        assert!(h.queue.enqueued().is_empty(), "no bounce loop");
+        assert!(h.queue.env("m1").is_none());
+    }
+
+    #[test]
+    fn postmaster_copy_follows_the_setting() {
+        for copy in [true, false] {
+            let mut cfg = config();
+            cfg.delivery.copy_local_failures_to_postmaster = copy;
+            let h = Harness::with_config(cfg);
+            h.dir.users("bob@example.org", &["bob"]);
+            h.store.fail("bob", Some(StoreFault::NoMailbox));
+            h.queue
+                .put(envelope("m1", "s@x.org", &["bob@example.org"], T0));
+            attempt(&h.ctx, &qid("m1"), T0);
+            let sent = h.queue.enqueued();
+            assert_eq!(sent.len(), 1, "one bounce (copy = {copy})");
+            let want: &[&str] = if copy {
+                &["s@x.org", "postmaster@example.org"]
+            } else {
+                &["s@x.org"]
+            };
+            assert_eq!(sent[0].1.recipients, want);
+        }
+    }
+
+    #[test]
+    fn remote_failures_are_not_copied_to_the_postmaster() {
+        let h = Harness::new();
+        h.dir.set(
+            "fwd@example.org",
+            Ok(vec![Destination::Remote {
+                address: "far@remote.net".into(),
+            }]),
+        );
+        h.queue
+            .put(envelope("m1", "s@x.org", &["fwd@example.org"], T0));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::At(T0 + 60));
+        let env = h.queue.env("m1").unwrap();
+        assert_eq!(
+            env.recipients[0].last_error.as_deref(),
+            Some("4.4.0 remote delivery is not available in this version")
+        );
+        let mut env = env;
+        env.delay_warned = true;
+        h.queue.state().envelopes.insert(qid("m1"), env);
+        attempt(&h.ctx, &qid("m1"), T0 + 5 * DAY);
+        let sent = h.queue.enqueued();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1.recipients, ["s@x.org"]);
+    }
+
+    #[test]
+    fn delay_warning_is_sent_once() {
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        h.queue
+            .put(envelope("m1", "s@x.org", &["bob@example.org"], T0));
+        attempt(&h.ctx, &qid("m1"), T0 + 3600);
+        assert!(h.queue.enqueued().is_empty(), "too early for a warning");
+
+        attempt(&h.ctx, &qid("m1"), T0 + 4 * 3600);
+        let sent = h.queue.enqueued();
+        assert_eq!(sent.len(), 1);
+        let (_, msg, bytes) = &sent[0];
+        assert_eq!(msg.mail_from, "");
+        assert_eq!(msg.recipients, ["s@x.org"]);
+        let p = parse_report(bytes);
+        assert_eq!(
+            p.top.header("subject"),
+            Some("Delayed Mail (still being retried)")
+        );
+        let groups = status_groups(&p.parts[1].body);
+        assert_eq!(groups[1].header("action"), Some("delayed"));
+        assert_eq!(groups[1].header("status"), Some("4.2.0"));
+        assert_eq!(
+            groups[1].header("will-retry-until"),
+            Some(bounce::format_date(T0 + 5 * DAY).as_str())
+        );
+        assert!(h.queue.env("m1").unwrap().delay_warned);
+
+        attempt(&h.ctx, &qid("m1"), T0 + 8 * 3600);
+        assert_eq!(h.queue.enqueued().len(), 1, "only one warning");
+    }
+
+    #[test]
+    fn no_delay_warning_to_the_null_sender() {
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        h.queue.put(envelope("m1", "", &["bob@example.org"], T0));
+        attempt(&h.ctx, &qid("m1"), T0 + DAY);
+        assert!(h.queue.enqueued().is_empty());
+    }
+
+    #[test]
+    fn a_held_message_is_not_delivered() {
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        let mut env = envelope("m1", "s@x.org", &["bob@example.org"], T0);
+        env.held = true;
+        h.queue.put(env.clone());
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::Unscheduled);
+        assert_eq!(h.store.count("bob"), 0);
+        assert_eq!(h.queue.env("m1"), Some(env), "envelope untouched");
+    }
+
+    #[test]
+    fn an_envelope_without_its_message_waits_for_the_admin() {
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        h.queue
+            .put(envelope("m1", "s@x.org", &["bob@example.org"], T0));
+        h.queue.state().messages.clear();
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::At(T0 + 3600));
+        let env = h.queue.env("m1").expect("left in the queue");
+        assert_eq!(env.next_attempt, T0 + 3600);
+        assert_eq!(env.recipients[0].status, RecipientStatus::Pending);
+        assert!(h.queue.enqueued().is_empty());
+    }
+
+    #[test]
+    fn a_missing_message_is_skipped() {
+        let h = Harness::new();
+        assert_eq!(attempt(&h.ctx, &qid("nope"), T0), Next::Unscheduled);
+    }
+
+    #[test]
+    fn a_bounce_that_cannot_be_queued_is_retried_without_redelivering() {
+        let h = Harness::new();
+        h.dir.users("alice@example.org", &["alice"]);
+        h.queue.put(envelope(
+            "m1",
+            "s@x.org",
+            &["alice@example.org", "nobody@example.org"],
+            T0,
+        ));
+        h.queue.state().fail_enqueue = true;
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::At(T0 + 60));
+        let env = h.queue.env("m1").expect("kept until the bounce is queued");
+        assert!(env.bounced.is_empty());
+        assert_eq!(
+            rcpt(&env, "nobody@example.org").status,
+            RecipientStatus::Failed
+        );
+
+        h.queue.state().fail_enqueue = false;
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0 + 60), Next::Unscheduled);
+        assert_eq!(h.queue.enqueued().len(), 1);
+        assert_eq!(h.store.count("alice"), 1, "no second delivery");
+        assert!(h.queue.env("m1").is_none());
+    }
+
+    #[test]
+    fn recipients_already_bounced_are_not_bounced_again() {
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        let mut env = envelope(
+            "m1",
+            "s@x.org",
+            &["nobody@example.org", "bob@example.org"],
+            T0,
+        );
+        env.recipients[0].status = RecipientStatus::Failed;
+        env.recipients[0].last_error = Some("5.1.1 no such user".into());
+        env.bounced = vec!["nobody@example.org".into()];
+        h.queue.put(env);
+        attempt(&h.ctx, &qid("m1"), T0 + 60);
+        assert!(h.queue.enqueued().is_empty());
+    }
+
+    #[test]
+    fn a_hold_set_during_the_attempt_is_kept() {
+        // The admin holds the message while it is being delivered: the
+        // attempt's save must not clear the flag.
+        struct HoldingStore(Arc<crate::testing::FakeQueue>);
+        impl crate::backend::StoreBackend for HoldingStore {
+            fn deliver(
+                &self,
+                _: &str,
+                _: &[u8],
+                id: &str,
+            ) -> Result<String, postamt_store::StoreError> {
+                let mut s = self.0.state();
+                if let Some(e) = s.envelopes.get_mut(&QueueId(id.into())) {
+                    e.held = true;
+                }
+                Err(postamt_store::StoreError::Io(std::io::Error::other("busy")))
+            }
+        }
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        let ctx = Context::new(
+            h.ctx.config.clone(),
+            h.queue.clone(),
+            Arc::new(HoldingStore(h.queue.clone())),
+            h.dir.clone(),
+        );
+        h.queue
+            .put(envelope("m1", "s@x.org", &["bob@example.org"], T0));
+        assert_eq!(attempt(&ctx, &qid("m1"), T0), Next::Unscheduled);
+        let env = h.queue.env("m1").unwrap();
+        assert!(env.held);
+        assert_eq!(env.attempts, 1);
+    }
+
+    #[test]
+    fn partial_alias_failure_keeps_retrying_then_bounces_the_permanent_part() {
+        let h = Harness::new();
+        h.dir.users("team@example.org", &["alice", "bob", "carol"]);
+        h.store.fail("bob", Some(StoreFault::NoMailbox));
+        h.store.fail("carol", Some(StoreFault::Io));
+        h.queue
+            .put(envelope("m1", "s@x.org", &["team@example.org"], T0));
+        attempt(&h.ctx, &qid("m1"), T0);
+        let env = h.queue.env("m1").unwrap();
+        assert_eq!(
+            env.recipients[0].status,
+            RecipientStatus::Pending,
+            "carol may still work"
+        );
+        assert!(h.queue.enqueued().is_empty());
+
+        h.store.fail("carol", None);
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0 + 60), Next::Unscheduled);
+        assert_eq!((h.store.count("alice"), h.store.count("carol")), (1, 1));
+        let sent = h.queue.enqueued();
+        assert_eq!(sent.len(), 1);
+        let groups = status_groups(&parse_report(&sent[0].2).parts[1].body);
+        assert_eq!(groups[1].header("status"), Some("5.2.1"));
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+    use crate::testing::{Harness, StoreFault, envelope};
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `f` with a subscriber writing plain text lines; returns them.
+    fn capture(f: impl FnOnce()) -> Vec<String> {
+        let buf = Buffer::default();
+        let writer = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn each_recipient_outcome_is_one_event_with_the_queue_id() {
+        let h = Harness::new();
+        h.dir.users("alice@example.org", &["alice"]);
+        h.dir.users("bob@example.org", &["bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        h.queue.put(envelope(
+            "m1",
+            "s@x.org",
+            &["alice@example.org", "bob@example.org", "ghost@example.org"],
+            1000,
+        ));
+        let lines = capture(|| {
+            attempt(&h.ctx, &QueueId("m1".into()), 1042);
+        });
+        let find = |needle: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no log line with {needle}: {lines:#?}"))
+                .clone()
+        };
+        let sent = find("dest=alice");
+        for f in [
+            "postamt_delivery::attempt",
+            "queue_id=m1",
+            "to=alice@example.org",
+            "status=sent",
+            "delay=42",
+        ] {
+            assert!(sent.contains(f), "{f} missing in {sent}");
+        }
+        let deferred = find("dest=bob");
+        assert!(deferred.contains("status=deferred"), "{deferred}");
+        assert!(deferred.contains("reason=4.2.0 "), "{deferred}");
+        assert!(deferred.contains("next_attempt=1102"), "{deferred}");
+        let bounced = find("to=ghost@example.org");
+        assert!(bounced.contains("status=bounced"), "{bounced}");
+        assert!(bounced.contains("reason=5.1.1 no such user"), "{bounced}");
+        let bounce = find("bounce generated");
+        assert!(
+            bounce.contains("queue_id=m1") && bounce.contains("bounce_id=r1"),
+            "{bounce}"
+        );
+    }
+
+    #[test]
+    fn completion_is_logged() {
+        let h = Harness::new();
+        h.dir.users("alice@example.org", &["alice"]);
+        h.queue
+            .put(envelope("m2", "s@x.org", &["alice@example.org"], 1000));
+        let lines = capture(|| {
+            attempt(&h.ctx, &QueueId("m2".into()), 1001);
+        });
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("removed from the queue") && l.contains("queue_id=m2")),
+            "{lines:#?}"
+        );
+    }
+}

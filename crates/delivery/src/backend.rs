@@ -1,0 +1,78 @@
+//! The narrow views of the spool, the local store and the directory that the
+//! delivery agent needs, as traits: the real structs implement them here, and
+//! the unit tests put in-memory fakes behind them. All methods block (file or
+//! database I/O): call them from `spawn_blocking`.
+
+use postamt_directory::{Destination, Directory, LocalDomains, ResolveError};
+use postamt_spool::{Envelope, NewMessage, QueueId, Spool, SpoolError};
+use postamt_store::{MailStore, StoreError};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The queue as the delivery agent uses it.
+pub trait QueueBackend: Send + Sync {
+    /// The receiver of new arrivals' ids; `None` once taken.
+    fn take_arrivals(&self) -> Option<UnboundedReceiver<QueueId>>;
+    /// Every queued envelope.
+    fn list(&self) -> Result<Vec<Envelope>, SpoolError>;
+    fn get(&self, id: &QueueId) -> Result<Envelope, SpoolError>;
+    fn read_message(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError>;
+    fn update(&self, env: &Envelope) -> Result<(), SpoolError>;
+    fn remove(&self, id: &QueueId) -> Result<(), SpoolError>;
+    /// Queues a new message (bounces, delay warnings) durably.
+    fn enqueue(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, SpoolError>;
+}
+
+/// Local mailboxes.
+pub trait StoreBackend: Send + Sync {
+    /// Delivers `data` into `user`'s inbox; returns the new message's name.
+    fn deliver(&self, user: &str, data: &[u8], queue_id: &str) -> Result<String, StoreError>;
+}
+
+/// Recipient expansion.
+pub trait ResolverBackend: Send + Sync {
+    fn resolve(
+        &self,
+        address: &str,
+        local: &LocalDomains,
+    ) -> Result<Vec<Destination>, ResolveError>;
+}
+
+impl QueueBackend for Spool {
+    fn take_arrivals(&self) -> Option<UnboundedReceiver<QueueId>> {
+        Spool::take_arrivals(self)
+    }
+    fn list(&self) -> Result<Vec<Envelope>, SpoolError> {
+        Spool::list(self)
+    }
+    fn get(&self, id: &QueueId) -> Result<Envelope, SpoolError> {
+        Spool::get(self, id)
+    }
+    fn read_message(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
+        Spool::read_message(self, id)
+    }
+    fn update(&self, env: &Envelope) -> Result<(), SpoolError> {
+        Spool::update(self, env)
+    }
+    fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
+        Spool::remove(self, id)
+    }
+    fn enqueue(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, SpoolError> {
+        Spool::enqueue_blocking(self, msg, data)
+    }
+}
+
+impl StoreBackend for MailStore {
+    fn deliver(&self, user: &str, data: &[u8], queue_id: &str) -> Result<String, StoreError> {
+        MailStore::deliver(self, user, data, queue_id)
+    }
+}
+
+impl ResolverBackend for Directory {
+    fn resolve(
+        &self,
+        address: &str,
+        local: &LocalDomains,
+    ) -> Result<Vec<Destination>, ResolveError> {
+        Directory::resolve(self, address, local)
+    }
+}

@@ -1,0 +1,88 @@
+//! What every part of the agent shares: the configuration, the spool, store
+//! and directory behind their traits, and the wake-up signal that `flush`
+//! and `rescan` use to reach the scheduler loop.
+
+use crate::backend::{QueueBackend, ResolverBackend, StoreBackend};
+use postamt_config::Config;
+use postamt_directory::LocalDomains;
+use postamt_spool::QueueId;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::Notify;
+
+/// Messages attempted at the same time (each holds its message in memory).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+
+/// The agent's shared state.
+pub struct Context {
+    pub config: Arc<Config>,
+    pub queue: Arc<dyn QueueBackend>,
+    pub store: Arc<dyn StoreBackend>,
+    pub directory: Arc<dyn ResolverBackend>,
+    /// Bound on concurrent delivery attempts.
+    pub max_in_flight: usize,
+    wake: Notify,
+    flush_requested: AtomicBool,
+    serial: AtomicU64,
+}
+
+impl Context {
+    pub fn new(
+        config: Arc<Config>,
+        queue: Arc<dyn QueueBackend>,
+        store: Arc<dyn StoreBackend>,
+        directory: Arc<dyn ResolverBackend>,
+    ) -> Context {
+        Context {
+            config,
+            queue,
+            store,
+            directory,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            wake: Notify::new(),
+            flush_requested: AtomicBool::new(false),
+            serial: AtomicU64::new(0),
+        }
+    }
+
+    /// Asks the scheduler to make every queued message that is not held due
+    /// now (saving `next_attempt = now` in the spool) and to pick up
+    /// messages it was not told about. Returns at once; the scheduler does
+    /// the spool I/O on a blocking thread.
+    pub fn flush(&self) {
+        self.flush_requested.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Asks the scheduler to re-read the queue (after a hold, release or
+    /// delete made by the CLI).
+    pub fn rescan(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether a flush was asked for since the last call.
+    pub(crate) fn take_flush_request(&self) -> bool {
+        self.flush_requested.swap(false, Ordering::SeqCst)
+    }
+
+    /// Resolves when `flush` or `rescan` was called.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Our domains and postmaster, for recipient resolution.
+    pub(crate) fn local_domains(&self) -> LocalDomains {
+        LocalDomains::from_config(&self.config)
+    }
+
+    /// A Message-ID (without brackets) for a report about `queue_id`.
+    pub(crate) fn message_id(&self, queue_id: &QueueId, tag: &str, now: i64) -> String {
+        let n = self.serial.fetch_add(1, Ordering::Relaxed);
+        format!("{now}.{queue_id}.{tag}.{n}@{}", self.config.hostname)
+    }
+}
+
+/// The current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
