@@ -74,6 +74,22 @@ pub struct Listen {
     pub admin: Vec<String>,
 }
 
+impl Listen {
+    /// Every service's `[listen]` key with its addresses, in a fixed order.
+    pub fn entries(&self) -> [(&'static str, &Vec<String>); 8] {
+        [
+            ("smtp", &self.smtp),
+            ("submission", &self.submission),
+            ("submissions", &self.submissions),
+            ("pop3", &self.pop3),
+            ("pop3s", &self.pop3s),
+            ("imap", &self.imap),
+            ("imaps", &self.imaps),
+            ("admin", &self.admin),
+        ]
+    }
+}
+
 /// How mail leaves the server towards a smarthost.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -38,17 +38,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), (String, String)> {
             "must contain %u, or every user would share one mailbox".into(),
         ));
     }
-    let l = &c.listen;
-    for (name, list) in [
-        ("smtp", &l.smtp),
-        ("submission", &l.submission),
-        ("submissions", &l.submissions),
-        ("pop3", &l.pop3),
-        ("pop3s", &l.pop3s),
-        ("imap", &l.imap),
-        ("imaps", &l.imaps),
-        ("admin", &l.admin),
-    ] {
+    for (name, list) in c.listen.entries() {
         for (i, a) in list.iter().enumerate() {
             if a.parse::<SocketAddr>().is_err() {
                 return Err((

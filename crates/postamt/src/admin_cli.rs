@@ -31,17 +31,7 @@ pub fn check_config(path: &Path) -> Result<()> {
     println!("  mailboxes:       {}", c.mailbox_template());
     println!("  spool:           {}", c.spool_dir().display());
     println!("  logs:            {}", c.log_dir().display());
-    let l = &c.listen;
-    for (name, addrs) in [
-        ("smtp", &l.smtp),
-        ("submission", &l.submission),
-        ("submissions", &l.submissions),
-        ("pop3", &l.pop3),
-        ("pop3s", &l.pop3s),
-        ("imap", &l.imap),
-        ("imaps", &l.imaps),
-        ("admin", &l.admin),
-    ] {
+    for (name, addrs) in c.listen.entries() {
         if !addrs.is_empty() {
             println!("  listen {name:<12} {}", addrs.join(", "));
         }
