@@ -2,8 +2,26 @@
 //! message within limits and hand it to the spool. It answers 250 to DATA/BDAT
 //! LAST only after the spool has the message fsynced.
 //!
-//! SKELETON: signatures are the contract other crates code against; the
-//! bodies are being written.
+//! Layout: [`session`] is the protocol state machine (no I/O), [`reply`] the
+//! reply texts, [`data`] the DATA/BDAT body decoders, [`received`] the trace
+//! header and hop count, [`address`] small envelope checks, [`command`] raw
+//! command-line parsing smtp-proto gets wrong, [`backend`] the
+//! storage seam (directory + spool), and [`connection`] the tokio I/O.
+
+pub mod address;
+pub mod backend;
+pub mod command;
+pub mod connection;
+pub mod data;
+pub mod received;
+pub mod reply;
+pub mod session;
+
+#[cfg(test)]
+mod testing;
+
+pub use backend::{Backend, ContextBackend, EnqueueError, RcptVerdict};
+pub use session::{Session, SessionStats};
 
 use postamt_config::Config;
 use postamt_directory::Directory;
@@ -30,6 +48,7 @@ pub async fn handle_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let _ = (stream, peer, ctx, shutdown);
-    todo!()
+    let config = Arc::clone(&ctx.config);
+    let backend = ContextBackend::new(ctx);
+    connection::serve(stream, peer, config, &backend, shutdown).await;
 }

@@ -1,0 +1,91 @@
+//! The session's view of storage: checking a recipient against the
+//! directory and handing a message to the spool. A trait, so that the
+//! protocol state machine is tested with a fake; the real implementation
+//! works over [`ReceiverContext`](crate::ReceiverContext).
+
+use crate::ReceiverContext;
+use postamt_directory::{LocalDomains, ResolveError};
+use postamt_spool::{NewMessage, QueueId};
+use std::future::Future;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// What the directory says about a local recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RcptVerdict {
+    /// The address resolves to at least one destination.
+    Accept,
+    /// No such user or alias: `550 5.1.1`.
+    Unknown,
+    /// An alias loop or a chain too deep: `550 5.4.6`.
+    Loop,
+    /// The directory could not answer: `451 4.3.0`.
+    TempFail(String),
+}
+
+/// The spool could not take the message.
+#[derive(Debug, Error)]
+#[error("enqueue failed: {0}")]
+pub struct EnqueueError(pub String);
+
+/// Storage as seen by an SMTP session.
+pub trait Backend: Send + Sync {
+    /// Checks a recipient whose domain is ours (or the bare `postmaster`).
+    fn check_recipient(&self, address: &str) -> impl Future<Output = RcptVerdict> + Send;
+
+    /// A fresh queue id, made before the body arrives so that our
+    /// `Received:` header can name it.
+    fn new_queue_id(&self) -> QueueId;
+
+    /// Stores the message durably; returns only once it is fsynced.
+    fn enqueue(
+        &self,
+        msg: NewMessage,
+        data: Vec<u8>,
+    ) -> impl Future<Output = Result<QueueId, EnqueueError>> + Send;
+}
+
+/// The real backend: the directory (blocking SQLite, so on the blocking
+/// pool) and the spool.
+pub struct ContextBackend {
+    ctx: Arc<ReceiverContext>,
+    local: Arc<LocalDomains>,
+}
+
+impl ContextBackend {
+    pub fn new(ctx: Arc<ReceiverContext>) -> ContextBackend {
+        let local = LocalDomains::from_config(&ctx.config);
+        ContextBackend {
+            ctx,
+            local: Arc::new(local),
+        }
+    }
+}
+
+impl Backend for ContextBackend {
+    async fn check_recipient(&self, address: &str) -> RcptVerdict {
+        let directory = Arc::clone(&self.ctx.directory);
+        let local = Arc::clone(&self.local);
+        let address = address.to_string();
+        let result = tokio::task::spawn_blocking(move || directory.resolve(&address, &local)).await;
+        match result {
+            Ok(Ok(destinations)) if !destinations.is_empty() => RcptVerdict::Accept,
+            Ok(Ok(_)) | Ok(Err(ResolveError::Unknown)) => RcptVerdict::Unknown,
+            Ok(Err(ResolveError::Loop(_))) | Ok(Err(ResolveError::TooDeep(_))) => RcptVerdict::Loop,
+            Ok(Err(ResolveError::Db(e))) => RcptVerdict::TempFail(e),
+            Err(join) => RcptVerdict::TempFail(format!("directory lookup task failed: {join}")),
+        }
+    }
+
+    fn new_queue_id(&self) -> QueueId {
+        QueueId::generate()
+    }
+
+    async fn enqueue(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, EnqueueError> {
+        self.ctx
+            .spool
+            .enqueue(msg, data)
+            .await
+            .map_err(|e| EnqueueError(e.to_string()))
+    }
+}

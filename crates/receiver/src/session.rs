@@ -1,0 +1,660 @@
+//! The SMTP session state machine (RFC 5321, 1869, 1652, 2920, 3030, 6531):
+//! HELO/EHLO state, the envelope in progress, the body being received, and
+//! the reply to every command. No I/O: the connection feeds it command lines
+//! and body bytes; storage is reached only through [`Backend`].
+
+use crate::address;
+use crate::backend::{Backend, RcptVerdict};
+use crate::command;
+use crate::data::{BodyBuffer, ChunkReader, Discard, DotDecoder};
+use crate::received::{self, MAX_HOPS, TraceInfo};
+use crate::reply::{self, Reply};
+use postamt_config::Config;
+use postamt_spool::{NewMessage, QueueId};
+use smtp_proto::{
+    Error as ProtoError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_BY_NOTIFY,
+    MAIL_BY_RETURN, MAIL_CONPERM, MAIL_REQUIRETLS, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
+    MailFrom, RcptTo, Request,
+};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::{error, info, warn};
+
+/// What the connection does after sending a step's replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next command.
+    Command,
+    /// Feed body bytes with [`Session::feed_body`] until complete, then call
+    /// [`Session::finish_body`].
+    Body,
+    /// Close the connection.
+    Close,
+}
+
+/// The replies to send (in order) and what to do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub replies: Vec<Reply>,
+    pub next: Next,
+}
+
+impl Step {
+    fn reply(r: Reply) -> Step {
+        Step {
+            replies: vec![r],
+            next: Next::Command,
+        }
+    }
+}
+
+/// Progress of body reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyProgress {
+    /// Input bytes that belonged to the body; the rest are commands.
+    pub consumed: usize,
+    /// The body (dot-stream or chunk) is complete.
+    pub complete: bool,
+}
+
+/// Counters for the disconnect log line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub commands: u64,
+    pub messages: u64,
+    pub recipients_accepted: u64,
+    pub recipients_rejected: u64,
+    /// Bad commands so far.
+    pub errors: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Helo {
+    name: String,
+    esmtp: bool,
+}
+
+/// The envelope in progress, from MAIL to the end of the message.
+#[derive(Debug)]
+struct Transaction {
+    mail_from: String,
+    eight_bit: bool,
+    smtputf8: bool,
+    recipients: Vec<String>,
+    /// A RCPT was tried (even if refused): DATA then says "no valid
+    /// recipients" rather than "need RCPT".
+    rcpt_attempted: bool,
+    /// The body so far; set at DATA or the first accepted BDAT.
+    buffer: Option<BodyBuffer>,
+    /// BDAT started this body: DATA and RCPT are refused until the end.
+    bdat: bool,
+    queue_id: Option<QueueId>,
+}
+
+/// The body being read now.
+#[derive(Debug)]
+enum BodyMode {
+    Data(DotDecoder),
+    Chunk {
+        reader: ChunkReader,
+        size: u64,
+        last: bool,
+        /// The chunk is read and dropped, then this is the reply.
+        reject: Option<Reply>,
+    },
+}
+
+/// One SMTP session's state.
+pub struct Session {
+    config: Arc<Config>,
+    peer: SocketAddr,
+    helo: Option<Helo>,
+    txn: Option<Transaction>,
+    body: Option<BodyMode>,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// A session for a client at `peer`.
+    pub fn new(config: Arc<Config>, peer: SocketAddr) -> Session {
+        Session {
+            config,
+            peer,
+            helo: None,
+            txn: None,
+            body: None,
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// The 220 greeting.
+    pub fn greeting(&self) -> Reply {
+        reply::greeting(&self.config.hostname)
+    }
+
+    /// The reply when the client is idle too long.
+    pub fn timeout_reply(&self) -> Reply {
+        reply::timeout(&self.config.hostname)
+    }
+
+    /// The reply when the server shuts down.
+    pub fn shutdown_reply(&self) -> Reply {
+        reply::shutting_down(&self.config.hostname)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The client's HELO/EHLO name, if given.
+    pub fn helo_name(&self) -> Option<&str> {
+        self.helo.as_ref().map(|h| h.name.as_str())
+    }
+
+    /// Whether a message body is being read (the connection must not stop
+    /// for shutdown in the middle of it).
+    pub fn in_body(&self) -> bool {
+        self.body.is_some()
+    }
+
+    /// The capabilities listed in the EHLO reply, computed from the
+    /// session's properties. STARTTLS (when TLS is available and not yet
+    /// active) and AUTH (on submission, after TLS) will be added here.
+    pub fn capabilities(&self) -> Vec<String> {
+        vec![
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.config.limits.max_message_size),
+            "8BITMIME".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+            "SMTPUTF8".to_string(),
+            "CHUNKING".to_string(),
+        ]
+    }
+
+    /// Handles one command line (ending in LF, at most the line limit).
+    pub async fn command<B: Backend>(&mut self, line: &[u8], backend: &B) -> Step {
+        self.stats.commands += 1;
+        if self.body.is_some() {
+            // The connection never does this; refuse rather than corrupt state.
+            return self.respond(reply::bad_sequence("body in progress"));
+        }
+        if std::str::from_utf8(line).is_err() {
+            return self.respond(reply::not_utf8());
+        }
+        if command::verb(line).eq_ignore_ascii_case(b"EXPN") {
+            // Lists and aliases are never disclosed, whatever the argument.
+            return self.respond(reply::expn());
+        }
+        if command::verb(line).eq_ignore_ascii_case(b"BDAT") {
+            // Parsed here: smtp-proto's size parsing is not overflow-safe.
+            return match command::parse_bdat(line) {
+                Some(b) => self.bdat(b.size, b.last, backend),
+                None => self.respond(reply::syntax("BDAT chunk-size [LAST]")),
+            };
+        }
+        let request = Request::parse(&mut line.iter());
+        match request {
+            Ok(Request::Ehlo { host }) => self.hello(&host, true),
+            Ok(Request::Helo { host }) => self.hello(&host, false),
+            Ok(Request::Mail { from }) => {
+                let r = self.mail(from, line);
+                self.respond(r)
+            }
+            Ok(Request::Rcpt { to }) => self.rcpt(to, line, backend).await,
+            Ok(Request::Data) => self.data(backend),
+            Ok(Request::Bdat { .. }) => self.respond(reply::syntax("BDAT chunk-size [LAST]")),
+            Ok(Request::Rset) => {
+                self.txn = None;
+                Step::reply(reply::ok())
+            }
+            Ok(Request::Noop { .. }) => Step::reply(reply::ok()),
+            Ok(Request::Quit) => Step {
+                replies: vec![reply::bye()],
+                next: Next::Close,
+            },
+            Ok(Request::Vrfy { .. }) => Step::reply(reply::vrfy()),
+            Ok(Request::Help { .. }) => Step::reply(reply::help()),
+            Ok(Request::Expn { .. }) => self.respond(reply::expn()),
+            Ok(
+                r @ (Request::Lhlo { .. }
+                | Request::Auth { .. }
+                | Request::Etrn { .. }
+                | Request::Atrn { .. }
+                | Request::Burl { .. }
+                | Request::StartTls),
+            ) => {
+                let name = r.name();
+                self.respond(reply::not_implemented(name))
+            }
+            Err(e) => {
+                let r = proto_error_reply(&e);
+                self.respond(r)
+            }
+        }
+    }
+
+    /// A command line over the limit was dropped.
+    pub fn line_too_long(&mut self) -> Step {
+        self.stats.commands += 1;
+        self.respond(reply::line_too_long())
+    }
+
+    /// Feeds body bytes (DATA dot-stream or BDAT chunk).
+    pub fn feed_body(&mut self, input: &[u8]) -> BodyProgress {
+        let buffer = self.txn.as_mut().and_then(|t| t.buffer.as_mut());
+        match (&mut self.body, buffer) {
+            (None, _) => BodyProgress {
+                consumed: 0,
+                complete: true,
+            },
+            (Some(BodyMode::Data(decoder)), buffer) => {
+                let consumed = match buffer {
+                    Some(b) => decoder.decode(input, b),
+                    None => decoder.decode(input, &mut Discard),
+                };
+                BodyProgress {
+                    consumed,
+                    complete: decoder.is_done(),
+                }
+            }
+            (Some(BodyMode::Chunk { reader, reject, .. }), buffer) => {
+                let consumed = match (reject.is_some(), buffer) {
+                    (false, Some(b)) => reader.read(input, b),
+                    _ => reader.read(input, &mut Discard),
+                };
+                BodyProgress {
+                    consumed,
+                    complete: reader.is_done(),
+                }
+            }
+        }
+    }
+
+    /// Ends the body once [`feed_body`](Self::feed_body) said complete: the
+    /// reply to DATA's end or to the BDAT chunk (enqueueing the message at
+    /// the end of DATA or BDAT LAST).
+    pub async fn finish_body<B: Backend>(&mut self, backend: &B) -> Step {
+        match self.body.take() {
+            None => self.respond(reply::bad_sequence("no body in progress")),
+            Some(BodyMode::Data(_)) => self.finish_message(backend).await,
+            Some(BodyMode::Chunk {
+                reject: Some(r), ..
+            }) => {
+                if r.code == 552 {
+                    // The transaction fails as a whole (RFC 3030 2).
+                    self.txn = None;
+                    info!(peer = %self.peer, reply = %r, "message rejected");
+                }
+                self.respond(r)
+            }
+            Some(BodyMode::Chunk {
+                last: false, size, ..
+            }) => Step::reply(reply::chunk_received(size)),
+            Some(BodyMode::Chunk { last: true, .. }) => self.finish_message(backend).await,
+        }
+    }
+
+    /// Counts bad commands; after `max_errors` adds the 421 and closes.
+    fn respond(&mut self, r: Reply) -> Step {
+        if !r.is_command_error() {
+            return Step::reply(r);
+        }
+        self.stats.errors = self.stats.errors.saturating_add(1);
+        if self.stats.errors >= self.config.limits.max_errors.max(1) {
+            warn!(peer = %self.peer, errors = self.stats.errors, "too many errors, closing");
+            Step {
+                replies: vec![r, reply::too_many_errors(&self.config.hostname)],
+                next: Next::Close,
+            }
+        } else {
+            Step::reply(r)
+        }
+    }
+
+    fn hello(&mut self, host: &str, esmtp: bool) -> Step {
+        // HELO/EHLO also resets any transaction (RFC 5321 4.1.4).
+        self.txn = None;
+        self.helo = Some(Helo {
+            name: host.to_string(),
+            esmtp,
+        });
+        if esmtp {
+            Step::reply(reply::ehlo(&self.config.hostname, self.capabilities()))
+        } else {
+            Step::reply(reply::helo(&self.config.hostname))
+        }
+    }
+
+    fn mail(&mut self, from: MailFrom<Cow<'_, str>>, line: &[u8]) -> Reply {
+        let Some(helo) = &self.helo else {
+            return reply::bad_sequence("send HELO/EHLO first");
+        };
+        if self.txn.is_some() {
+            return reply::bad_sequence("nested MAIL command");
+        }
+        if let Some(param) = unsupported_mail_param(&from) {
+            return reply::unsupported_parameter(param);
+        }
+        let has_params = from.flags != 0 || from.size != 0;
+        if has_params && !helo.esmtp {
+            return reply::unsupported_parameter("(ESMTP parameters need EHLO)");
+        }
+        let limit = self.config.limits.max_message_size;
+        let declared = command::declared_size(line)
+            .unwrap_or_else(|| u64::try_from(from.size).unwrap_or(u64::MAX));
+        if declared > limit {
+            return reply::message_too_big();
+        }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        let address = from.address.into_owned();
+        if address.is_empty() {
+            if !address::is_null_path(line) {
+                // `<postmaster>` (parsed as empty) is not a valid reverse-path.
+                return reply::bad_sender();
+            }
+        } else {
+            if !address.is_ascii() && !smtputf8 {
+                return reply::utf8_required();
+            }
+            if address::split(&address).is_none() {
+                return reply::bad_sender();
+            }
+        }
+        self.txn = Some(Transaction {
+            mail_from: address,
+            eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
+            smtputf8,
+            recipients: Vec::new(),
+            rcpt_attempted: false,
+            buffer: None,
+            bdat: false,
+            queue_id: None,
+        });
+        reply::sender_ok()
+    }
+
+    async fn rcpt<B: Backend>(
+        &mut self,
+        to: RcptTo<Cow<'_, str>>,
+        line: &[u8],
+        backend: &B,
+    ) -> Step {
+        let address = if to.address.is_empty() && address::is_bare_postmaster(line) {
+            "postmaster".to_string()
+        } else {
+            // `user@example.org.` (root dot) is `user@example.org`.
+            to.address.trim_end_matches('.').to_string()
+        };
+        let r = self.rcpt_reply(&to, &address, backend).await;
+        if r.is_failure() {
+            self.stats.recipients_rejected += 1;
+            info!(peer = %self.peer, rcpt = %address, reply = %r, "recipient rejected");
+        } else {
+            self.stats.recipients_accepted += 1;
+        }
+        self.respond(r)
+    }
+
+    async fn rcpt_reply<B: Backend>(
+        &mut self,
+        to: &RcptTo<Cow<'_, str>>,
+        address: &str,
+        backend: &B,
+    ) -> Reply {
+        if self.helo.is_none() {
+            return reply::bad_sequence("send HELO/EHLO first");
+        }
+        let max_recipients = self.config.limits.max_recipients;
+        let Some(txn) = self.txn.as_mut() else {
+            return reply::bad_sequence("need MAIL before RCPT");
+        };
+        if txn.bdat {
+            return reply::bad_sequence("RCPT after BDAT");
+        }
+        txn.rcpt_attempted = true;
+        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+            return reply::unsupported_parameter("(DSN/RRVS/CONNEG are not offered)");
+        }
+        if address.is_empty() {
+            return reply::bad_recipient();
+        }
+        if !address.is_ascii() && !txn.smtputf8 {
+            return reply::utf8_required();
+        }
+        let domain = if address.eq_ignore_ascii_case("postmaster") {
+            // RFC 5321 4.5.1: bare postmaster is always ours.
+            None
+        } else {
+            match address::split(address) {
+                Some((_, domain)) => Some(domain),
+                None => return reply::bad_recipient(),
+            }
+        };
+        if txn
+            .recipients
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(address))
+        {
+            return reply::recipient_ok();
+        }
+        if txn.recipients.len() >= max_recipients {
+            return reply::too_many_recipients();
+        }
+        if let Some(domain) = domain
+            && !self.config.is_local_domain(domain)
+        {
+            return reply::relay_denied(address);
+        }
+        match backend.check_recipient(address).await {
+            RcptVerdict::Accept => {
+                txn.recipients.push(address.to_string());
+                reply::recipient_ok()
+            }
+            RcptVerdict::Unknown => reply::unknown_user(address),
+            RcptVerdict::Loop => reply::alias_loop(address),
+            RcptVerdict::TempFail(e) => {
+                warn!(peer = %self.peer, rcpt = %address, error = %e, "recipient lookup failed");
+                reply::lookup_failed(address)
+            }
+        }
+    }
+
+    /// Why DATA or BDAT cannot start a body now, if it cannot.
+    fn body_refusal(&self) -> Option<Reply> {
+        if self.helo.is_none() {
+            return Some(reply::bad_sequence("send HELO/EHLO first"));
+        }
+        let Some(txn) = &self.txn else {
+            return Some(reply::bad_sequence("need MAIL command"));
+        };
+        if txn.recipients.is_empty() {
+            return Some(if txn.rcpt_attempted {
+                reply::no_valid_recipients()
+            } else {
+                reply::bad_sequence("need RCPT command")
+            });
+        }
+        None
+    }
+
+    fn data<B: Backend>(&mut self, backend: &B) -> Step {
+        if let Some(r) = self.body_refusal() {
+            return self.respond(r);
+        }
+        if self.txn.as_ref().is_some_and(|t| t.bdat) {
+            return self.respond(reply::bad_sequence("DATA after BDAT"));
+        }
+        self.start_buffer(backend);
+        self.body = Some(BodyMode::Data(DotDecoder::new()));
+        Step {
+            replies: vec![reply::start_data()],
+            next: Next::Body,
+        }
+    }
+
+    fn bdat<B: Backend>(&mut self, size: u64, last: bool, backend: &B) -> Step {
+        let mut reject = self.body_refusal();
+        if reject.is_none() {
+            let so_far = self
+                .txn
+                .as_ref()
+                .and_then(|t| t.buffer.as_ref())
+                .map_or(0, BodyBuffer::size);
+            let limit = self.config.limits.max_message_size;
+            if so_far.checked_add(size).is_none_or(|total| total > limit) {
+                reject = Some(reply::message_too_big());
+            }
+        }
+        if reject.is_none() {
+            self.start_buffer(backend);
+            if let Some(txn) = self.txn.as_mut() {
+                txn.bdat = true;
+            }
+        }
+        // The chunk is read even when refused, so the stream stays in sync.
+        self.body = Some(BodyMode::Chunk {
+            reader: ChunkReader::new(size),
+            size,
+            last,
+            reject,
+        });
+        Step {
+            replies: Vec::new(),
+            next: Next::Body,
+        }
+    }
+
+    /// Creates the body buffer (with our `Received:` header) if needed.
+    fn start_buffer<B: Backend>(&mut self, backend: &B) {
+        let limit = self.config.limits.max_message_size;
+        let (Some(txn), Some(helo)) = (self.txn.as_mut(), self.helo.as_ref()) else {
+            return;
+        };
+        if txn.buffer.is_some() {
+            return;
+        }
+        let id = backend.new_queue_id();
+        let single = match txn.recipients.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        };
+        let header = received::received_header(&TraceInfo {
+            helo: &helo.name,
+            ip: self.peer.ip(),
+            hostname: &self.config.hostname,
+            esmtp: helo.esmtp,
+            queue_id: &id.0,
+            single_recipient: single,
+            date: chrono::Local::now().fixed_offset(),
+        });
+        txn.buffer = Some(BodyBuffer::new(header, limit));
+        txn.queue_id = Some(id);
+    }
+
+    /// The end of DATA or BDAT LAST: checks, enqueues, resets the envelope.
+    async fn finish_message<B: Backend>(&mut self, backend: &B) -> Step {
+        let Some(txn) = self.txn.take() else {
+            return self.respond(reply::bad_sequence("no transaction"));
+        };
+        let Some(buffer) = txn.buffer else {
+            return self.respond(reply::bad_sequence("no message"));
+        };
+        let peer = self.peer;
+        let helo = self.helo_name().unwrap_or_default().to_string();
+        if buffer.overflowed() {
+            let r = reply::message_too_big();
+            info!(%peer, from = %txn.mail_from, size = buffer.size(), reply = %r, "message rejected");
+            return Step::reply(r);
+        }
+        let hops = received::count_hops(buffer.message());
+        if hops >= MAX_HOPS {
+            let r = reply::too_many_hops();
+            warn!(%peer, from = %txn.mail_from, hops, reply = %r, "message rejected: mail loop");
+            return Step::reply(r);
+        }
+        let size = buffer.size();
+        let nrcpt = txn.recipients.len();
+        let from = if txn.mail_from.is_empty() {
+            "<>".to_string()
+        } else {
+            txn.mail_from.clone()
+        };
+        let msg = NewMessage {
+            id: txn.queue_id,
+            mail_from: txn.mail_from,
+            recipients: txn.recipients,
+            client: Some(peer.ip().to_canonical().to_string()),
+            helo: Some(helo.clone()),
+            auth_user: None,
+            eight_bit: txn.eight_bit,
+            smtputf8: txn.smtputf8,
+        };
+        match backend.enqueue(msg, buffer.into_bytes()).await {
+            Ok(id) => {
+                self.stats.messages += 1;
+                info!(queue_id = %id, %from, size, nrcpt, %peer, %helo, "message queued");
+                Step::reply(reply::queued(&id.0))
+            }
+            Err(e) => {
+                error!(%peer, %from, size, error = %e, "enqueue failed");
+                Step::reply(reply::queue_failed())
+            }
+        }
+    }
+}
+
+/// The reply to a parse error from smtp-proto.
+fn proto_error_reply(e: &ProtoError) -> Reply {
+    match e {
+        ProtoError::UnknownCommand => reply::unknown_command(),
+        ProtoError::InvalidSenderAddress => reply::bad_sender(),
+        ProtoError::InvalidRecipientAddress => reply::bad_recipient(),
+        ProtoError::SyntaxError { syntax } => reply::syntax(syntax),
+        ProtoError::InvalidParameter { param } => reply::invalid_parameter(param),
+        ProtoError::UnsupportedParameter { param } => reply::unsupported_parameter(param),
+        ProtoError::NeedsMoreData { .. }
+        | ProtoError::ResponseTooLong
+        | ProtoError::InvalidResponse { .. } => reply::unknown_command(),
+    }
+}
+
+/// A MAIL parameter smtp-proto understood but we do not advertise.
+fn unsupported_mail_param(from: &MailFrom<Cow<'_, str>>) -> Option<&'static str> {
+    let flags = from.flags;
+    let checks: [(bool, &'static str); 14] = [
+        (flags & MAIL_BODY_BINARYMIME != 0, "BODY=BINARYMIME"),
+        (flags & (MAIL_RET_FULL | MAIL_RET_HDRS) != 0, "RET"),
+        (flags & MAIL_REQUIRETLS != 0, "REQUIRETLS"),
+        (flags & MAIL_CONPERM != 0, "CONPERM"),
+        (
+            flags & (MAIL_BY_NOTIFY | MAIL_BY_RETURN) != 0 || from.by != 0,
+            "BY",
+        ),
+        (from.env_id.is_some(), "ENVID"),
+        (from.trans_id.is_some(), "TRANSID"),
+        (from.solicit.is_some(), "SOLICIT"),
+        (from.mtrk.is_some(), "MTRK"),
+        (from.auth.is_some(), "AUTH"),
+        (from.hold_for != 0, "HOLDFOR"),
+        (from.hold_until != 0, "HOLDUNTIL"),
+        (from.mt_priority != 0, "MT-PRIORITY"),
+        (
+            flags & !(MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8) != 0,
+            "(unknown)",
+        ),
+    ];
+    checks
+        .into_iter()
+        .find(|(hit, _)| *hit)
+        .map(|(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests;

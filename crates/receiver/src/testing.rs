@@ -1,0 +1,99 @@
+//! Test support: a fake [`Backend`] with a fixed set of users that records
+//! what is enqueued, and a configuration for `example.org`.
+
+use crate::backend::{Backend, EnqueueError, RcptVerdict};
+use postamt_config::Config;
+use postamt_spool::{NewMessage, QueueId};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A directory of known users plus special verdicts, and a spool in memory.
+#[derive(Default)]
+pub struct FakeBackend {
+    users: Vec<String>,
+    verdicts: HashMap<String, RcptVerdict>,
+    pub fail_enqueue: AtomicBool,
+    next_id: AtomicU64,
+    lookups: Mutex<Vec<String>>,
+    queued: Mutex<Vec<(NewMessage, Vec<u8>)>>,
+}
+
+impl FakeBackend {
+    /// Knows `alice@example.org`, `bob@example.org`, `postmaster`,
+    /// `loop@example.org` (alias loop) and `tmp@example.org` (db failure).
+    pub fn new() -> FakeBackend {
+        let mut verdicts = HashMap::new();
+        verdicts.insert("loop@example.org".to_string(), RcptVerdict::Loop);
+        verdicts.insert(
+            "tmp@example.org".to_string(),
+            RcptVerdict::TempFail("db locked".into()),
+        );
+        FakeBackend {
+            users: vec![
+                "alice@example.org".into(),
+                "bob@example.org".into(),
+                "postmaster".into(),
+                "postmaster@example.org".into(),
+                "jörg@example.org".into(),
+            ],
+            verdicts,
+            ..FakeBackend::default()
+        }
+    }
+
+    /// The messages enqueued so far.
+    pub fn queued(&self) -> Vec<(NewMessage, Vec<u8>)> {
+        self.queued.lock().expect("test mutex").clone()
+    }
+
+    /// The addresses looked up so far.
+    pub fn lookups(&self) -> Vec<String> {
+        self.lookups.lock().expect("test mutex").clone()
+    }
+}
+
+impl Backend for FakeBackend {
+    async fn check_recipient(&self, address: &str) -> RcptVerdict {
+        let key = address.to_lowercase();
+        self.lookups
+            .lock()
+            .expect("test mutex")
+            .push(address.to_string());
+        if let Some(v) = self.verdicts.get(&key) {
+            return v.clone();
+        }
+        if self.users.contains(&key) {
+            RcptVerdict::Accept
+        } else {
+            RcptVerdict::Unknown
+        }
+    }
+
+    fn new_queue_id(&self) -> QueueId {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        QueueId(format!("{:032x}", 0xabc000 + n))
+    }
+
+    async fn enqueue(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, EnqueueError> {
+        if self.fail_enqueue.load(Ordering::Relaxed) {
+            return Err(EnqueueError("disk full".into()));
+        }
+        let id = msg.id.clone().unwrap_or_else(|| self.new_queue_id());
+        self.queued.lock().expect("test mutex").push((msg, data));
+        Ok(id)
+    }
+}
+
+/// `mx.example.org`, accepting mail for `example.org`, with small limits.
+pub fn config() -> Config {
+    let mut c = Config {
+        hostname: "mx.example.org".into(),
+        domains: vec!["example.org".into()],
+        ..Config::default()
+    };
+    c.limits.max_message_size = 1000;
+    c.limits.max_recipients = 3;
+    c.limits.max_errors = 5;
+    c
+}
