@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use postamt_config::Config;
+use std::io::IsTerminal;
 use tracing::level_filters::LevelFilter;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::Targets;
@@ -61,6 +62,7 @@ pub fn init_server(c: &Config) -> Result<LogGuards> {
         .with_target("postamt", lvl);
     layers.push(
         fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .with_filter(stderr_filter)
             .boxed(),

@@ -23,9 +23,23 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The config text for a fresh setup.
+/// The first port of `candidates` that is free on 127.0.0.1, else the last.
+fn free_port(candidates: &[u16]) -> u16 {
+    candidates
+        .iter()
+        .copied()
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap_or(candidates[candidates.len() - 1])
+}
+
+/// The config text for a fresh setup: the standard ports as root when they
+/// are free, else unprivileged ones.
 fn config_text(data_dir: &Path, domain: Option<&str>, root: bool) -> String {
-    let (smtp, pop3) = if root { (25, 110) } else { (2525, 1110) };
+    let (smtp, pop3) = if root {
+        (free_port(&[25, 2525, 2526]), free_port(&[110, 1110, 1111]))
+    } else {
+        (free_port(&[2525, 2526]), free_port(&[1110, 1111]))
+    };
     let hostname = domain.unwrap_or("localhost");
     let domains = domain
         .map(|d| format!("[\"{d}\"]"))
@@ -81,7 +95,8 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     let domain = config.primary_domain();
     let smtp = config.listen.smtp.first().cloned().unwrap_or_default();
     let pop3 = config.listen.pop3.first().cloned().unwrap_or_default();
-    let password = if admin.directory.get_user("demo")?.is_none() {
+    let fresh_user = admin.directory.get_user("demo")?.is_none();
+    let password = if fresh_user {
         let p = random_password();
         admin.add_user("demo", &p, true)?;
         if admin
@@ -108,13 +123,18 @@ Send a mail:
   printf 'Subject: hello\r\n\r\nfirst mail\r\n' > /tmp/m.txt
   curl -s smtp://{smtp} --mail-from you@example.com --mail-rcpt demo@{domain} -T /tmp/m.txt
 Fetch it:
-  curl -s pop3://demo:PASSWORD@{pop3}/1
+  curl -s pop3://demo:{shown}@{pop3}/1
 Manage:
   postamt --config {cfg} user add alice
   postamt --config {cfg} queue list
 "#,
         dir = dir.display(),
         new = if fresh { " (new)" } else { " (existing, kept)" },
+        shown = if fresh_user {
+            password.as_str()
+        } else {
+            "PASSWORD"
+        },
     );
     if args.no_serve {
         return Ok(());
