@@ -28,6 +28,7 @@ pub struct Config {
     /// The account to run as after binding the ports when started as root.
     pub user: Option<String>,
     pub listen: Listen,
+    pub submission: Submission,
     pub delivery: Delivery,
     pub limits: Limits,
     pub logging: Logging,
@@ -50,6 +51,7 @@ impl Default for Config {
             spool_dir: None,
             user: None,
             listen: Listen::default(),
+            submission: Submission::default(),
             delivery: Delivery::default(),
             limits: Limits::default(),
             logging: Logging::default(),
@@ -220,8 +222,32 @@ pub struct Dns {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
+    /// PEM certificate chain, leaf first.
     pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Option<PathBuf>,
+    /// More certificates chosen by SNI host name (`[[tls.sni]]`); `cert`/`key`
+    /// serve every other name.
+    pub sni: Vec<SniCertificate>,
+}
+
+/// One `[[tls.sni]]` entry.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    /// The host name clients ask for (e.g. `mail.example.net`).
+    pub hostname: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[submission]`: the mail submission ports (587, 465).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Submission {
+    /// Allow AUTH without TLS from loopback clients (e.g. a local webmail).
+    /// Off by default: passwords travel only inside TLS.
+    pub allow_plaintext_on_loopback: bool,
 }
 
 impl Config {

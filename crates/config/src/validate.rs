@@ -104,6 +104,14 @@ pub(crate) fn validate(c: &Config) -> Result<(), (String, String)> {
             ),
         ));
     }
+    for (i, e) in c.tls.sni.iter().enumerate() {
+        if !is_domain(&e.hostname) {
+            return Err((
+                format!("tls.sni[{i}].hostname"),
+                format!("`{}` is not a host name", e.hostname),
+            ));
+        }
+    }
     if c.tls.cert.is_some() != c.tls.key.is_some() {
         return Err(("tls".into(), "cert and key must be set together".into()));
     }
