@@ -21,7 +21,10 @@
 //!    `*`.) Full-address patterns match `l@d`, local-part patterns match `l`;
 //! 5. if `l` is `postmaster` (any case): the configured postmaster address,
 //!    expanded like an alias target, unless it is itself `postmaster` at a
-//!    local domain (or bare), which would only lead back here;
+//!    local domain (or bare), which would only lead back here; then the
+//!    admin accounts' mailboxes; and with no admin either, a mailbox named
+//!    `postmaster` that the admin reads on disk. RFC 5321 §4.5.1 requires
+//!    that postmaster mail is always accepted, so this rule never fails;
 //! 6. otherwise the address is unknown ([`ResolveError::Unknown`]).
 //!
 //! **Targets** of a matching alias (rules 1, 2, 4, 5) are expanded one by one:
@@ -228,6 +231,16 @@ impl Resolver<'_> {
             if !loops_back {
                 return self.expand(key, &[pm], depth);
             }
+            let admins = crate::users::admin_names(self.conn).map_err(db)?;
+            if admins.is_empty() {
+                self.out.insert(Destination::Local {
+                    user: "postmaster".to_owned(),
+                });
+            }
+            for user in admins {
+                self.out.insert(Destination::Local { user });
+            }
+            return Ok(());
         }
         // 6.
         Err(ResolveError::Unknown)

@@ -45,6 +45,14 @@ pub(crate) fn canonical_name(conn: &Connection, name: &str) -> rusqlite::Result<
         .optional()
 }
 
+/// The stored names of every admin account, sorted.
+pub(crate) fn admin_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT name FROM users WHERE admin != 0 ORDER BY name_lc")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
 impl Directory {
     /// Creates a user. Errors: [`DirectoryError::InvalidUserName`],
     /// [`DirectoryError::UserExists`] (any case), [`DirectoryError::Hash`]

@@ -74,6 +74,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         config.create_mailboxes,
     ));
     let auth = Arc::new(Authenticator::new(Arc::clone(&directory)));
+    warn_if_postmaster_unread(&config, &directory);
 
     for (name, addrs) in [
         ("submission", &config.listen.submission),
@@ -190,6 +191,20 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let _ = std::fs::remove_file(run_dir.join("postamt.pid"));
     tracing::info!(target: "postamt", "postamt stopped");
     Ok(())
+}
+
+/// Postmaster mail is always accepted; say so when nobody would read it.
+fn warn_if_postmaster_unread(config: &Config, directory: &Directory) {
+    let local = postamt_directory::LocalDomains::from_config(config);
+    let orphan = postamt_directory::Destination::Local {
+        user: "postmaster".into(),
+    };
+    if let Ok(dest) = directory.resolve("postmaster", &local)
+        && dest == [orphan]
+        && matches!(directory.get_user("postmaster"), Ok(None))
+    {
+        tracing::warn!(target: "postamt", "postmaster has no user, alias or admin account: its mail is kept in the mailbox directory `postmaster`; fix with `postamt alias add postmaster <user>`");
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {

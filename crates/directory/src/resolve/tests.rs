@@ -282,12 +282,25 @@ fn postmaster_fallback() {
         d.resolve("postmaster", &l),
         Ok(vec![remote("hostmaster@isp.example")])
     );
-    // The default postmaster@primary would only lead back: unknown.
-    assert_eq!(d.resolve("postmaster", &dom()), Err(ResolveError::Unknown));
+    // The default postmaster@primary would only lead back: with no admin
+    // account, a `postmaster` mailbox keeps the mail (RFC 5321 4.5.1).
+    assert_eq!(
+        d.resolve("postmaster", &dom()),
+        Ok(vec![local("postmaster")])
+    );
     assert_eq!(
         d.resolve("postmaster", &domains("Postmaster@Example.NET")),
-        Err(ResolveError::Unknown)
+        Ok(vec![local("postmaster")])
     );
+    // With admin accounts, they get it.
+    d.add_user("root", "pw", true).expect("add");
+    d.add_user("chief", "pw", true).expect("add");
+    assert_eq!(
+        d.resolve("postmaster", &dom()),
+        Ok(vec![local("chief"), local("root")])
+    );
+    d.delete_user("root").expect("del");
+    d.delete_user("chief").expect("del");
     // An alias or a user named postmaster wins over the fallback.
     let l = domains("admin@example.org");
     d.add_user("bob", "pw", false).expect("add");
