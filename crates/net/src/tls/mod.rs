@@ -6,8 +6,6 @@
 //! Every acceptor handed out shares one certificate resolver, so an acceptor
 //! kept for a listener's lifetime always serves the current certificates.
 
-mod calendar;
-mod der;
 mod error;
 mod info;
 mod load;
@@ -357,7 +355,7 @@ fn load_store(
 }
 
 fn log_certificates(infos: &[CertInfo], reloaded: bool) {
-    let now = calendar::now_unix();
+    let now = info::now_unix();
     for i in infos {
         let hostname = i.hostname_or_default();
         let file = i
@@ -379,7 +377,7 @@ fn log_certificates(infos: &[CertInfo], reloaded: bool) {
         if i.not_after < now {
             tracing::warn!(hostname, subject = %i.subject, not_after = %i.not_after_utc(), "TLS certificate has expired");
         } else if i.not_before > now {
-            tracing::warn!(hostname, subject = %i.subject, not_before = %calendar::format_unix(i.not_before), "TLS certificate is not valid yet");
+            tracing::warn!(hostname, subject = %i.subject, not_before = %info::format_unix(i.not_before), "TLS certificate is not valid yet");
         }
     }
 }

@@ -3,9 +3,10 @@
 //! while it is readable, matches the key, names the host and is not about to
 //! expire.
 
-use super::calendar::{civil_from_days, now_unix};
 use super::error::TlsError;
+use super::info::now_unix;
 use super::load::{Loaded, load_files};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, date_time_ymd,
@@ -43,14 +44,23 @@ fn subject_alt_names(hostname: &str) -> Vec<String> {
     names
 }
 
-/// The civil date of `days` since 1970 in the types rcgen takes.
-fn ymd(days: i64) -> Result<(i32, u8, u8), TlsError> {
-    let (y, m, d) = civil_from_days(days);
-    let range = |_| TlsError::Generate("date out of range".into());
+/// The UTC date `days` after (or before, if negative) the day of `now`
+/// (Unix seconds), in the types rcgen takes.
+fn ymd(now: i64, days: i64) -> Result<(i32, u8, u8), TlsError> {
+    let range = || TlsError::Generate("date out of range".into());
+    let date = DateTime::<Utc>::from_timestamp(now, 0)
+        .ok_or_else(range)?
+        .date_naive()
+        .checked_add_signed(TimeDelta::try_days(days).ok_or_else(range)?)
+        .ok_or_else(range)?;
+    // X.509 writes four-digit years, and rcgen panics outside them.
+    if !(1..=9999).contains(&date.year()) {
+        return Err(range());
+    }
     Ok((
-        i32::try_from(y).map_err(range)?,
-        u8::try_from(m).map_err(range)?,
-        u8::try_from(d).map_err(range)?,
+        date.year(),
+        u8::try_from(date.month()).map_err(|_| range())?,
+        u8::try_from(date.day()).map_err(|_| range())?,
     ))
 }
 
@@ -63,10 +73,9 @@ pub(crate) fn generate(hostname: &str, now: i64) -> Result<Generated, TlsError> 
     dn.push(DnType::CommonName, hostname.to_ascii_lowercase());
     dn.push(DnType::OrganizationName, "Postamt self-signed");
     params.distinguished_name = dn;
-    let today = now.div_euclid(86_400);
-    let (y, m, d) = ymd(today - 1)?;
+    let (y, m, d) = ymd(now, -1)?;
     params.not_before = date_time_ymd(y, m, d);
-    let (y, m, d) = ymd(today + VALIDITY_DAYS)?;
+    let (y, m, d) = ymd(now, VALIDITY_DAYS)?;
     params.not_after = date_time_ymd(y, m, d);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -179,7 +188,7 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::der::parse_certificate;
+    use crate::tls::info::parse_certificate;
     use crate::tls::pem::parse_chain;
 
     fn crypto() -> CryptoProvider {
@@ -200,6 +209,26 @@ mod tests {
             subject_alt_names("localhost"),
             vec!["localhost", "127.0.0.1", "::1"]
         );
+    }
+
+    #[test]
+    fn dates_are_whole_utc_days_from_now() {
+        // 2024-02-28 13:00:00 UTC.
+        let now = 1_709_125_200;
+        assert_eq!(ymd(now, 0).unwrap(), (2024, 2, 28));
+        assert_eq!(ymd(now, 1).unwrap(), (2024, 2, 29));
+        assert_eq!(ymd(now, 2).unwrap(), (2024, 3, 1));
+        assert_eq!(ymd(0, -1).unwrap(), (1969, 12, 31));
+        assert_eq!(ymd(now, VALIDITY_DAYS).unwrap(), (2027, 2, 27));
+        assert!(matches!(ymd(i64::MAX, 0), Err(TlsError::Generate(_))));
+        // 9999-12-31 is the last date a certificate can carry.
+        assert_eq!(ymd(253_402_214_400, 0).unwrap(), (9999, 12, 31));
+        assert!(matches!(
+            ymd(253_402_214_400, 1),
+            Err(TlsError::Generate(_))
+        ));
+        assert!(generate("a.example", 253_402_214_400).is_err());
+        assert!(matches!(ymd(now, i64::MAX), Err(TlsError::Generate(_))));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct TestTls {
 /// Makes a self-signed certificate for `hostname` (plus `localhost`,
 /// 127.0.0.1 and ::1) and a provider serving it.
 pub fn self_signed(hostname: &str) -> TestTls {
-    let generated = selfsigned::generate(hostname, super::calendar::now_unix())
+    let generated = selfsigned::generate(hostname, super::info::now_unix())
         .expect("generating a test certificate with fixed parameters");
     let provider =
         TlsProvider::from_pem(generated.cert_pem.as_bytes(), generated.key_pem.as_bytes())

@@ -184,6 +184,19 @@ async fn exchange(pair: &mut Pair, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 
+/// The inner key of a PKCS#8 `PrivateKeyInfo` (an RSAPrivateKey or
+/// ECPrivateKey), to produce PKCS#1 and SEC1 files.
+fn pkcs8_inner_key(der: &[u8]) -> &[u8] {
+    use x509_parser::asn1_rs::{Any, FromDer, Sequence};
+    let (_, key) = Sequence::from_der_and_then(der, |body| {
+        let (body, _version) = u32::from_der(body)?;
+        let (body, _algorithm) = Any::from_der(body)?;
+        <&[u8]>::from_der(body)
+    })
+    .expect("a PKCS#8 private key");
+    key
+}
+
 fn pem_block(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut s = format!("-----BEGIN {label}-----\n");
@@ -210,7 +223,7 @@ async fn loads_chain_and_key_from_files_and_serves_them() {
     assert!(!infos[0].self_signed);
     assert_eq!(infos[0].fingerprint_sha256, fp);
     assert_eq!(infos[0].cert_file.as_deref(), Some(cert.as_path()));
-    assert!(infos[0].not_after > calendar::now_unix());
+    assert!(infos[0].not_after > info::now_unix());
 
     let mut pair = handshake(
         provider.acceptor(),
@@ -314,7 +327,7 @@ async fn sec1_and_pkcs1_keys_load_and_handshake() {
     let ec = KeyPair::generate().unwrap();
     let ec_cert = leaf_pem(&ca, &["ec.example.org"], &ec);
     let pkcs8 = ec.serialize_der();
-    let sec1 = der::pkcs8_inner_key(&pkcs8).unwrap();
+    let sec1 = pkcs8_inner_key(&pkcs8);
     let ec_cert_path = dir.path().join("ec-cert.pem");
     let ec_key_path = dir.path().join("ec-key.pem");
     std::fs::write(&ec_cert_path, &ec_cert).unwrap();
@@ -324,7 +337,7 @@ async fn sec1_and_pkcs1_keys_load_and_handshake() {
     let rsa = KeyPair::from_pem(RSA_PKCS8_PEM).unwrap();
     let rsa_cert = leaf_pem(&ca, &["rsa.example.org"], &rsa);
     let rsa_der = rsa.serialize_der();
-    let pkcs1 = der::pkcs8_inner_key(&rsa_der).unwrap();
+    let pkcs1 = pkcs8_inner_key(&rsa_der);
     let rsa_cert_path = dir.path().join("rsa-cert.pem");
     let rsa_key_path = dir.path().join("rsa-key.pem");
     std::fs::write(&rsa_cert_path, &rsa_cert).unwrap();
