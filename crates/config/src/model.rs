@@ -34,6 +34,8 @@ pub struct Config {
     pub logging: Logging,
     pub dns: Dns,
     pub tls: Tls,
+    pub dkim: Dkim,
+    pub sender_auth: SenderAuth,
     /// The file this configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -57,6 +59,8 @@ impl Default for Config {
             logging: Logging::default(),
             dns: Dns::default(),
             tls: Tls::default(),
+            dkim: Dkim::default(),
+            sender_auth: SenderAuth::default(),
             source: None,
         }
     }
@@ -121,6 +125,16 @@ pub struct Delivery {
     pub give_up_after: HumanDuration,
     pub delay_warning_after: HumanDuration,
     pub copy_local_failures_to_postmaster: bool,
+    /// Outbound: time to establish a TCP connection.
+    pub connect_timeout: HumanDuration,
+    /// Outbound: wait for each reply (RFC 5321: at least 5 minutes).
+    pub command_timeout: HumanDuration,
+    /// Outbound: wait for the reply to the end of data (RFC 5321: 10 minutes).
+    pub data_timeout: HumanDuration,
+    /// Outbound SMTP connections open at once, in total.
+    pub max_connections: usize,
+    /// Outbound SMTP connections open at once to one destination domain.
+    pub max_connections_per_domain: usize,
 }
 
 impl Default for Delivery {
@@ -140,6 +154,11 @@ impl Default for Delivery {
             give_up_after: HumanDuration::secs(5 * 86400),
             delay_warning_after: HumanDuration::secs(4 * 3600),
             copy_local_failures_to_postmaster: true,
+            connect_timeout: HumanDuration::secs(30),
+            command_timeout: HumanDuration::secs(300),
+            data_timeout: HumanDuration::secs(600),
+            max_connections: 50,
+            max_connections_per_domain: 5,
         }
     }
 }
@@ -241,6 +260,59 @@ pub struct SniCertificate {
     pub key: PathBuf,
 }
 
+/// `[dkim]`: outbound DKIM signing.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dkim {
+    /// Sign outgoing mail whose sender domain has a key.
+    pub sign: bool,
+    /// The selector published in DNS (`<selector>._domainkey.<domain>`).
+    pub selector: String,
+    /// Where `postamt dkim generate` puts keys (`<domain>.key`).
+    /// Default: `<data_dir>/dkim`.
+    pub key_dir: Option<PathBuf>,
+}
+
+impl Default for Dkim {
+    fn default() -> Self {
+        Dkim {
+            sign: true,
+            selector: "postamt".into(),
+            key_dir: None,
+        }
+    }
+}
+
+/// What to do with a DMARC `p=reject`/`p=quarantine` verdict.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcAction {
+    /// Do what the domain's policy asks (reject at DATA; quarantine = deliver
+    /// marked as junk).
+    #[default]
+    Honor,
+    /// Only record the result in `Authentication-Results`.
+    Report,
+}
+
+/// `[sender_auth]`: inbound SPF, DKIM and DMARC checks on the MX port.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SenderAuth {
+    /// Check SPF, DKIM and DMARC and add `Authentication-Results`.
+    pub verify: bool,
+    pub dmarc: DmarcAction,
+}
+
+impl Default for SenderAuth {
+    fn default() -> Self {
+        SenderAuth {
+            verify: true,
+            dmarc: DmarcAction::Honor,
+        }
+    }
+}
+
 /// `[submission]`: the mail submission ports (587, 465).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -305,6 +377,14 @@ impl Config {
             .dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("logs"))
+    }
+
+    /// Where DKIM keys live.
+    pub fn dkim_key_dir(&self) -> PathBuf {
+        self.dkim
+            .key_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("dkim"))
     }
 
     /// Runtime state: pid file, control socket, bound addresses.

@@ -80,6 +80,18 @@ pub(crate) fn validate(c: &Config) -> Result<(), (String, String)> {
             "intervals must be above zero".into(),
         ));
     }
+    if c.delivery.max_connections == 0 || c.delivery.max_connections_per_domain == 0 {
+        return Err((
+            "delivery.max_connections".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if !is_domain(&c.dkim.selector) {
+        return Err((
+            "dkim.selector".into(),
+            format!("`{}` is not a valid DNS label", c.dkim.selector),
+        ));
+    }
     if c.limits.max_message_size < 1024 {
         return Err((
             "limits.max_message_size".into(),
