@@ -8,7 +8,8 @@ pub struct SessionProps {
     pub secure: bool,
     /// The peer is a loopback address.
     pub loopback: bool,
-    /// STLS could be offered (a TLS configuration exists). Not used yet.
+    /// STLS may be offered (the connection has a TLS acceptor). STLS is
+    /// advertised and accepted only while `secure` is false.
     pub tls_available: bool,
 }
 

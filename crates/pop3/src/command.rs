@@ -11,6 +11,8 @@ use thiserror::Error;
 pub enum Command {
     /// `CAPA` (RFC 2449).
     Capa,
+    /// `STLS` (RFC 2595): start TLS on this connection.
+    Stls,
     /// `USER name`.
     User(String),
     /// `PASS secret` (the rest of the line, verbatim).
@@ -45,6 +47,7 @@ impl Command {
     pub fn verb(&self) -> &'static str {
         match self {
             Command::Capa => "CAPA",
+            Command::Stls => "STLS",
             Command::User(_) => "USER",
             Command::Pass(_) => "PASS",
             Command::Auth { .. } => "AUTH",
@@ -96,6 +99,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     let args: Vec<&str> = rest.split_ascii_whitespace().collect();
     match verb.as_str() {
         "CAPA" => no_args("CAPA", &args).map(|()| Command::Capa),
+        "STLS" => no_args("STLS", &args).map(|()| Command::Stls),
         "STAT" => no_args("STAT", &args).map(|()| Command::Stat),
         "RSET" => no_args("RSET", &args).map(|()| Command::Rset),
         "NOOP" => no_args("NOOP", &args).map(|()| Command::Noop),
@@ -194,6 +198,7 @@ mod tests {
         assert_eq!(p("rSeT"), Ok(Command::Rset));
         assert_eq!(p("noop"), Ok(Command::Noop));
         assert_eq!(p("quit"), Ok(Command::Quit));
+        assert_eq!(p("stls"), Ok(Command::Stls));
         assert_eq!(p("retr 3"), Ok(Command::Retr(3)));
         assert_eq!(p("top 1 10"), Ok(Command::Top { msg: 1, lines: 10 }));
     }
@@ -294,6 +299,7 @@ mod tests {
         assert_eq!(p("STAT 1"), Err(ParseError::TooManyArguments("STAT")));
         assert_eq!(p("QUIT now"), Err(ParseError::TooManyArguments("QUIT")));
         assert_eq!(p("NOOP x"), Err(ParseError::TooManyArguments("NOOP")));
+        assert_eq!(p("STLS now"), Err(ParseError::TooManyArguments("STLS")));
     }
 
     #[test]

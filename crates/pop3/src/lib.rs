@@ -4,7 +4,10 @@
 //! [`session`] parses it ([`command`]) and runs the AUTHORIZATION /
 //! TRANSACTION / UPDATE state machine against a [`backend`] (the directory's
 //! authenticator and the store, or fakes in tests), and the [`response`] goes
-//! back, message bodies dot-stuffed on the fly ([`dot_stuff`]).
+//! back, message bodies dot-stuffed on the fly ([`dot_stuff`]). `STLS`
+//! upgrades a plaintext connection in place ([`starttls`]); on the implicit
+//! TLS port (pop3s) the caller runs the handshake and hands over the TLS
+//! stream with [`handle_connection_with`].
 
 pub mod backend;
 pub mod capability;
@@ -15,12 +18,16 @@ pub mod line;
 pub mod response;
 pub mod sasl;
 pub mod session;
+pub mod starttls;
 
 #[cfg(test)]
 pub(crate) mod fake;
+#[cfg(test)]
+mod service_tests;
 
 use postamt_config::Config;
 use postamt_directory::auth::Authenticator;
+use postamt_net::tls::TlsProvider;
 use postamt_store::MailStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,19 +36,25 @@ use tokio_util::sync::CancellationToken;
 
 pub use backend::{Backend, Mailbox, StoreBackend};
 pub use capability::SessionProps;
-pub use connection::ConnectionLimits;
+pub use connection::{ConnectionLimits, End};
 pub use session::Session;
+pub use starttls::StartTlsError;
 
 /// Everything a session needs, shared by all sessions.
 pub struct Pop3Context {
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
     pub store: Arc<MailStore>,
+    /// Certificates for `STLS` (and for the pop3s listener, whose handshake
+    /// the caller runs). `None`: no STLS is offered.
+    pub tls: Option<Arc<TlsProvider>>,
 }
 
 /// Serves one POP3 connection until QUIT, timeout or shutdown.
 ///
-/// The connection is plaintext: logins are accepted only from loopback peers.
+/// The connection starts in plaintext: plaintext logins are accepted from
+/// loopback peers, from anyone else only after `STLS` (offered when
+/// `ctx.tls` is set).
 pub async fn handle_connection<S>(
     stream: S,
     peer: SocketAddr,
@@ -53,27 +66,36 @@ pub async fn handle_connection<S>(
     let props = SessionProps {
         secure: false,
         loopback: peer.ip().to_canonical().is_loopback(),
-        tls_available: false,
+        tls_available: ctx.tls.is_some(),
     };
     handle_connection_with(stream, peer, ctx, props, shutdown).await;
 }
 
-/// Like [`handle_connection`], with the session's properties given (for
-/// example `secure: true` on an implicit-TLS listener).
+/// Like [`handle_connection`], with the session's properties given. On an
+/// implicit-TLS listener (pop3s) the caller runs the TLS handshake and
+/// passes the TLS stream with `secure: true`: plaintext logins are then
+/// allowed from any address and `STLS` is neither offered nor accepted.
+/// Otherwise `STLS` is offered when `props.tls_available` and `ctx.tls` is
+/// set (`tls_available` is cleared when `ctx.tls` is `None`).
 pub async fn handle_connection_with<S>(
     stream: S,
     peer: SocketAddr,
     ctx: Arc<Pop3Context>,
-    props: SessionProps,
+    mut props: SessionProps,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let acceptor = match &ctx.tls {
+        Some(tls) if props.tls_available && !props.secure => Some(tls.acceptor()),
+        _ => None,
+    };
+    props.tls_available = acceptor.is_some();
     let limits = ConnectionLimits::from_config(&ctx.config);
     let max_errors = ctx.config.limits.max_errors;
     let backend = StoreBackend { ctx, ip: peer.ip() };
     let session = Session::new(backend, props, peer.to_string(), max_errors);
-    connection::serve(stream, session, &limits, shutdown).await;
+    connection::serve_with_tls(stream, session, &limits, acceptor.as_ref(), shutdown).await;
 }
 
 #[cfg(test)]

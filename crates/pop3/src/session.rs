@@ -1,6 +1,9 @@
 //! The POP3 session state machine (RFC 1939 AUTHORIZATION -> TRANSACTION ->
-//! UPDATE): one command line in, one [`Reply`] out. No sockets here; logins
-//! and mailbox access go through the [`Backend`] and [`Mailbox`] traits.
+//! UPDATE, with RFC 2595 STLS in AUTHORIZATION): one command line in, one
+//! [`Reply`] out. No sockets here; logins and mailbox access go through the
+//! [`Backend`] and [`Mailbox`] traits, and the TLS handshake after an accepted
+//! `STLS` is the connection's job ([`Session::wants_tls`],
+//! [`Session::tls_established`]).
 
 use crate::backend::{Backend, Mailbox};
 use crate::capability::{SessionProps, capabilities, sasl_mechanisms};
@@ -23,6 +26,10 @@ pub const MSG_AUTH_FAILED: &str = "[AUTH] Authentication failed";
 pub const MSG_IN_USE: &str = "[IN-USE] Mailbox is locked by another session";
 pub const MSG_NO_SUCH_MESSAGE: &str = "no such message";
 pub const MSG_TOO_MANY_ERRORS: &str = "too many errors";
+pub const MSG_BEGIN_TLS: &str = "Begin TLS negotiation";
+pub const MSG_TLS_ACTIVE: &str = "TLS is already active";
+pub const MSG_STLS_UNAVAILABLE: &str = "STLS is not available";
+pub const MSG_STLS_AFTER_LOGIN: &str = "STLS is not permitted after login";
 
 /// A client mistake: the text after `-ERR`, counted towards `max_errors`.
 struct Fail(String);
@@ -56,6 +63,10 @@ enum State<M> {
     /// `AUTH PLAIN` sent without an initial response; the next line is the
     /// client's base64 response (or `*`).
     SaslPlain,
+    /// `STLS` was accepted: the connection must now run the TLS handshake
+    /// and report it with [`Session::tls_established`]. No command is
+    /// handled in this state.
+    StartTls,
     Transaction(Transaction<M>),
     Closed,
 }
@@ -104,6 +115,32 @@ impl<B: Backend> Session<B> {
         matches!(self.state, State::SaslPlain)
     }
 
+    /// `STLS` was accepted: the connection must discard any input it has
+    /// buffered, run the TLS handshake, then call
+    /// [`Session::tls_established`] (or end the session if it fails).
+    pub fn wants_tls(&self) -> bool {
+        matches!(self.state, State::StartTls)
+    }
+
+    /// The TLS handshake after `STLS` succeeded: the session continues in a
+    /// fresh AUTHORIZATION state (anything learnt before TLS is forgotten,
+    /// RFC 2595 §4) with `secure` set. Returns false, changing nothing, when
+    /// no `STLS` was pending.
+    pub fn tls_established(&mut self) -> bool {
+        if !self.wants_tls() {
+            return false;
+        }
+        self.state = State::Authorization { user: None };
+        self.props.secure = true;
+        true
+    }
+
+    /// The connection cannot run a TLS handshake: `STLS` is neither
+    /// advertised nor accepted from now on.
+    pub fn withdraw_tls(&mut self) {
+        self.props.tls_available = false;
+    }
+
     /// The peer, as given for logs.
     pub fn peer(&self) -> &str {
         &self.peer
@@ -137,6 +174,9 @@ impl<B: Backend> Session<B> {
     pub async fn handle_line(&mut self, line: &[u8]) -> Reply {
         let step = match self.state {
             State::Closed => return Reply::err("session is closed"),
+            // The connection never feeds lines here; plaintext pipelined
+            // after STLS must not be executed, so refuse without counting.
+            State::StartTls => return Reply::err("TLS negotiation in progress"),
             State::SaslPlain => {
                 self.state = State::Authorization { user: None };
                 self.sasl_response(line).await
@@ -227,8 +267,21 @@ impl<B: Backend> Session<B> {
                     Some(response) => self.sasl_response(response.as_bytes()).await,
                 }
             }
+            Command::Stls => self.stls(),
             _ => Err(Fail::new("Command not valid before login")),
         }
+    }
+
+    /// `STLS` in AUTHORIZATION (RFC 2595 §4).
+    fn stls(&mut self) -> Step {
+        if self.props.secure {
+            return Err(Fail::new(MSG_TLS_ACTIVE));
+        }
+        if !self.props.tls_available {
+            return Err(Fail::new(MSG_STLS_UNAVAILABLE));
+        }
+        self.state = State::StartTls;
+        Ok(Reply::ok(MSG_BEGIN_TLS))
     }
 
     fn require_plaintext(&self) -> Result<(), Fail> {
@@ -464,6 +517,7 @@ impl<M: Mailbox> Transaction<M> {
             Command::User(_) | Command::Pass(_) | Command::Auth { .. } => {
                 Err(Fail::new("Already logged in"))
             }
+            Command::Stls => Err(Fail::new(MSG_STLS_AFTER_LOGIN)),
             // CAPA and QUIT are handled by the session.
             Command::Capa | Command::Quit => Err(Fail::new("Command not valid here")),
         }

@@ -3,6 +3,7 @@
 mod admin_cli;
 mod cli;
 mod logging;
+mod privilege;
 mod quickstart;
 mod serve;
 

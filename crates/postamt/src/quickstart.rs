@@ -35,11 +35,19 @@ fn free_port(candidates: &[u16]) -> u16 {
 /// The config text for a fresh setup: the standard ports as root when they
 /// are free, else unprivileged ones.
 fn config_text(data_dir: &Path, domain: Option<&str>, root: bool) -> String {
-    let (smtp, pop3) = if root {
-        (free_port(&[25, 2525, 2526]), free_port(&[110, 1110, 1111]))
-    } else {
-        (free_port(&[2525, 2526]), free_port(&[1110, 1111]))
+    let ports = |standard: u16, alternatives: &[u16]| {
+        let mut c = Vec::with_capacity(alternatives.len() + 1);
+        if root {
+            c.push(standard);
+        }
+        c.extend_from_slice(alternatives);
+        free_port(&c)
     };
+    let smtp = ports(25, &[2525, 2526]);
+    let submission = ports(587, &[2587, 2588]);
+    let submissions = ports(465, &[2465, 2466]);
+    let pop3 = ports(110, &[1110, 1111]);
+    let pop3s = ports(995, &[1995, 1996]);
     let hostname = domain.unwrap_or("localhost");
     let domains = domain
         .map(|d| format!("[\"{d}\"]"))
@@ -53,9 +61,14 @@ domains = {domains}               # "Accept Mail For" (the hostname is always lo
 data_dir = "{data}"               # spool, mailboxes, directory, logs
 create_mailboxes = true           # create a user's Maildir on first mail
 
-[listen]
-smtp = ["127.0.0.1:{smtp}"]
-pop3 = ["127.0.0.1:{pop3}"]
+[listen]                          # 127.0.0.1 only; use 0.0.0.0 to serve the network
+smtp = ["127.0.0.1:{smtp}"]               # MX: mail for our domains, STARTTLS
+submission = ["127.0.0.1:{submission}"]   # mail clients: STARTTLS + AUTH
+submissions = ["127.0.0.1:{submissions}"] # mail clients: TLS + AUTH
+pop3 = ["127.0.0.1:{pop3}"]               # STLS
+pop3s = ["127.0.0.1:{pop3s}"]             # TLS
+
+# [tls] cert/key unset: a self-signed certificate is made in data_dir/tls/
 
 [limits]
 max_message_size = 52428800
@@ -95,6 +108,7 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     let domain = config.primary_domain();
     let smtp = config.listen.smtp.first().cloned().unwrap_or_default();
     let pop3 = config.listen.pop3.first().cloned().unwrap_or_default();
+    let submission = config.listen.submission.first().cloned().unwrap_or_default();
     let fresh_user = admin.directory.get_user("demo")?.is_none();
     let password = if fresh_user {
         let p = random_password();
@@ -118,12 +132,15 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
   demo user:    demo   password: {password}
   SMTP:         {smtp}
   POP3:         {pop3}
+  submission:   {submission} (STARTTLS + AUTH; a self-signed certificate until you set [tls])
 
 Send a mail:
   printf 'Subject: hello\r\n\r\nfirst mail\r\n' > /tmp/m.txt
   curl -s smtp://{smtp} --mail-from you@example.com --mail-rcpt demo@{domain} -T /tmp/m.txt
 Fetch it:
   curl -s pop3://demo:{shown}@{pop3}/1
+Send as demo through submission (any destination):
+  curl -s smtp://{submission} --ssl-reqd -k -u demo:{shown} --mail-from demo@{domain} --mail-rcpt demo@{domain} -T /tmp/m.txt
 Manage:
   postamt --config {cfg} user add alice
   postamt --config {cfg} queue list

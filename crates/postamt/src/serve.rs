@@ -1,8 +1,9 @@
-//! `postamt serve`: wires the services together. Opens the directory, spool
-//! and store; binds every configured listener; starts the delivery agent and
-//! the control socket; writes `run/listeners.json` once everything listens;
-//! and on SIGTERM/SIGINT stops accepting, lets sessions end and the delivery
-//! agent finish what it holds, then exits.
+//! `postamt serve`: wires the services together. Binds every configured
+//! listener, drops root, opens the directory, spool, store and certificates;
+//! starts the delivery agent, the control socket and certificate reloading
+//! (SIGHUP or file change); writes `run/listeners.json` once everything
+//! listens; and on SIGTERM/SIGINT stops accepting, lets sessions end and the
+//! delivery agent finish what it holds, then exits.
 
 use anyhow::{Context, Result};
 use postamt_config::Config;
@@ -11,16 +12,21 @@ use postamt_directory::Directory;
 use postamt_directory::auth::Authenticator;
 use postamt_net::{ConnectionLimits, Service};
 use postamt_ops::control::{self, Command};
-use postamt_pop3::Pop3Context;
-use postamt_receiver::ReceiverContext;
+use postamt_net::tls::TlsProvider;
+use postamt_pop3::{Pop3Context, SessionProps};
+use postamt_receiver::{ReceiverContext, SessionOptions};
 use postamt_spool::Spool;
 use postamt_store::MailStore;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +36,18 @@ const SESSION_GRACE: Duration = Duration::from_secs(30);
 const SMTP: Service = Service {
     name: "smtp",
     busy_reply: b"421 4.7.0 Too many connections, try again later\r\n",
+};
+const SUBMISSION: Service = Service {
+    name: "submission",
+    busy_reply: b"421 4.7.0 Too many connections, try again later\r\n",
+};
+const SUBMISSIONS: Service = Service {
+    name: "submissions",
+    busy_reply: b"",
+};
+const POP3S: Service = Service {
+    name: "pop3s",
+    busy_reply: b"",
 };
 const POP3: Service = Service {
     name: "pop3",
@@ -60,6 +78,40 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let listeners_file = run_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);
 
+    for (name, addrs) in [
+        ("imap", &config.listen.imap),
+        ("imaps", &config.listen.imaps),
+        ("admin", &config.listen.admin),
+    ] {
+        if !addrs.is_empty() {
+            tracing::warn!(target: "postamt", service = name, "this service is not available in this version; its [listen] entry is ignored");
+        }
+    }
+
+    // Bind everything first (as root, ports below 1024 work), so a port
+    // conflict stops the start cleanly; then give up root.
+    let smtp = postamt_net::bind(&config.listen.smtp).await?;
+    let submission = postamt_net::bind(&config.listen.submission).await?;
+    let submissions = postamt_net::bind(&config.listen.submissions).await?;
+    let pop3 = postamt_net::bind(&config.listen.pop3).await?;
+    let pop3s = postamt_net::bind(&config.listen.pop3s).await?;
+    let mut bound: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, ls) in [
+        ("smtp", &smtp),
+        ("submission", &submission),
+        ("submissions", &submissions),
+        ("pop3", &pop3),
+        ("pop3s", &pop3s),
+    ] {
+        for l in ls.iter() {
+            bound
+                .entry(name)
+                .or_default()
+                .push(l.local_addr()?.to_string());
+        }
+    }
+    drop_privileges(&config)?;
+
     let directory = Arc::new(
         Directory::open(&config.directory_db())
             .with_context(|| format!("cannot open {}", config.directory_db().display()))?,
@@ -74,33 +126,8 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         config.create_mailboxes,
     ));
     let auth = Arc::new(Authenticator::new(Arc::clone(&directory)));
+    let tls = TlsProvider::from_config(&config).context("cannot set up TLS")?;
     warn_if_postmaster_unread(&config, &directory);
-
-    for (name, addrs) in [
-        ("submission", &config.listen.submission),
-        ("submissions", &config.listen.submissions),
-        ("pop3s", &config.listen.pop3s),
-        ("imap", &config.listen.imap),
-        ("imaps", &config.listen.imaps),
-        ("admin", &config.listen.admin),
-    ] {
-        if !addrs.is_empty() {
-            tracing::warn!(target: "postamt", service = name, "this service is not available in this version; its [listen] entry is ignored");
-        }
-    }
-
-    // Bind everything first, so a port conflict stops the start cleanly.
-    let smtp = postamt_net::bind(&config.listen.smtp).await?;
-    let pop3 = postamt_net::bind(&config.listen.pop3).await?;
-    let mut bound: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (name, ls) in [("smtp", &smtp), ("pop3", &pop3)] {
-        for l in ls.iter() {
-            bound
-                .entry(name)
-                .or_default()
-                .push(l.local_addr()?.to_string());
-        }
-    }
 
     let shutdown = CancellationToken::new();
     let sessions = TaskTracker::new();
@@ -108,6 +135,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
     );
+    let handshake_timeout = config.limits.idle_timeout.get().min(MAX_HANDSHAKE);
 
     let agent = DeliveryAgent::new(
         Arc::clone(&config),
@@ -125,49 +153,115 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         restrict_permissions(&path);
         tokio::spawn(control_loop(listener, Arc::clone(&agent), shutdown.clone()))
     };
+    let watcher = tls.spawn_watcher(shutdown.clone(), CERT_POLL);
+    let hup_task = tokio::spawn(reload_on_sighup(Arc::clone(&tls), shutdown.clone()));
 
     let rctx = Arc::new(ReceiverContext {
         config: Arc::clone(&config),
         directory: Arc::clone(&directory),
         spool: Arc::clone(&spool),
+        tls: Some(Arc::clone(&tls)),
+        auth: Arc::clone(&auth),
     });
-    let mut accept_tasks = Vec::new();
-    for l in smtp {
-        let ctx = Arc::clone(&rctx);
-        accept_tasks.push(tokio::spawn(postamt_net::serve(
-            l,
-            SMTP,
-            Arc::clone(&limits),
-            shutdown.clone(),
-            sessions.clone(),
-            move |stream, peer, sd| {
-                postamt_receiver::handle_connection(stream, peer, Arc::clone(&ctx), sd)
-            },
-        )));
-    }
     let pctx = Arc::new(Pop3Context {
         config: Arc::clone(&config),
         auth: Arc::clone(&auth),
         store: Arc::clone(&store),
+        tls: Some(Arc::clone(&tls)),
     });
-    for l in pop3 {
+    let mut accept_tasks = Vec::new();
+    let mut spawn = |listeners: Vec<TcpListener>, service: Service, handler: Handler| {
+        for l in listeners {
+            let h = Arc::clone(&handler);
+            accept_tasks.push(tokio::spawn(postamt_net::serve(
+                l,
+                service,
+                Arc::clone(&limits),
+                shutdown.clone(),
+                sessions.clone(),
+                move |stream, peer, sd| h(stream, peer, sd),
+            )));
+        }
+    };
+    spawn(smtp, SMTP, {
+        let ctx = Arc::clone(&rctx);
+        Arc::new(move |stream, peer, sd| {
+            Box::pin(postamt_receiver::handle_connection_with(
+                stream,
+                peer,
+                Arc::clone(&ctx),
+                SessionOptions::mx(),
+                sd,
+            ))
+        })
+    });
+    spawn(submission, SUBMISSION, {
+        let ctx = Arc::clone(&rctx);
+        Arc::new(move |stream, peer, sd| {
+            Box::pin(postamt_receiver::handle_connection_with(
+                stream,
+                peer,
+                Arc::clone(&ctx),
+                SessionOptions::submission(),
+                sd,
+            ))
+        })
+    });
+    spawn(submissions, SUBMISSIONS, {
+        let ctx = Arc::clone(&rctx);
+        let tls = Arc::clone(&tls);
+        Arc::new(move |stream, peer, sd| {
+            let ctx = Arc::clone(&ctx);
+            let acceptor = tls.acceptor();
+            Box::pin(async move {
+                if let Some(stream) =
+                    implicit_tls(&acceptor, stream, peer, "submissions", handshake_timeout).await
+                {
+                    postamt_receiver::handle_connection_with(
+                        stream,
+                        peer,
+                        ctx,
+                        SessionOptions::submissions(),
+                        sd,
+                    )
+                    .await;
+                }
+            })
+        })
+    });
+    spawn(pop3, POP3, {
         let ctx = Arc::clone(&pctx);
-        accept_tasks.push(tokio::spawn(postamt_net::serve(
-            l,
-            POP3,
-            Arc::clone(&limits),
-            shutdown.clone(),
-            sessions.clone(),
-            move |stream, peer, sd| {
-                postamt_pop3::handle_connection(stream, peer, Arc::clone(&ctx), sd)
-            },
-        )));
-    }
+        Arc::new(move |stream, peer, sd| {
+            Box::pin(postamt_pop3::handle_connection(
+                stream,
+                peer,
+                Arc::clone(&ctx),
+                sd,
+            ))
+        })
+    });
+    spawn(pop3s, POP3S, {
+        let ctx = Arc::clone(&pctx);
+        let tls = Arc::clone(&tls);
+        Arc::new(move |stream, peer, sd| {
+            let ctx = Arc::clone(&ctx);
+            let acceptor = tls.acceptor();
+            Box::pin(async move {
+                if let Some(stream) =
+                    implicit_tls(&acceptor, stream, peer, "pop3s", handshake_timeout).await
+                {
+                    let props = SessionProps {
+                        secure: true,
+                        loopback: is_loopback(peer),
+                        tls_available: false,
+                    };
+                    postamt_pop3::handle_connection_with(stream, peer, ctx, props, sd).await;
+                }
+            })
+        })
+    });
 
-    std::fs::write(
-        run_dir.join("postamt.pid"),
-        format!("{}\n", std::process::id()),
-    )?;
+    std::fs::write(run_dir.join("postamt.pid"), format!("{}\n", std::process::id()))?;
     write_atomically(&listeners_file, &serde_json::to_vec_pretty(&bound)?)?;
     tracing::info!(target: "postamt", hostname = %config.hostname, listeners = ?bound, "postamt started");
 
@@ -178,19 +272,116 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         let _ = t.await;
     }
     sessions.close();
-    if tokio::time::timeout(SESSION_GRACE, sessions.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(SESSION_GRACE, sessions.wait()).await.is_err() {
         tracing::warn!(target: "postamt", open = sessions.len(), "sessions still open after the grace period; closing them");
     }
     let _ = agent_task.await;
     control_task.abort();
+    hup_task.abort();
+    watcher.abort();
     let _ = std::fs::remove_file(control::socket_path(&run_dir));
     let _ = std::fs::remove_file(&listeners_file);
     let _ = std::fs::remove_file(run_dir.join("postamt.pid"));
     tracing::info!(target: "postamt", "postamt stopped");
     Ok(())
+}
+
+/// A session handler, boxed so every service fits one accept loop type.
+type Handler = Arc<
+    dyn Fn(TcpStream, SocketAddr, CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Longest TLS handshake allowed on the implicit-TLS ports.
+const MAX_HANDSHAKE: Duration = Duration::from_secs(60);
+/// How often certificate files are checked for changes.
+const CERT_POLL: Duration = Duration::from_secs(10);
+
+/// The TLS handshake of an implicit-TLS port (465, 995); `None` (logged)
+/// when it fails or takes too long.
+async fn implicit_tls(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: &'static str,
+    limit: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::info!(target: "postamt", service, %peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(target: "postamt", service, %peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+fn is_loopback(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Re-reads the certificates on SIGHUP; a broken file keeps the old ones.
+async fn reload_on_sighup(tls: Arc<TlsProvider>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!(target: "postamt", "cannot listen for SIGHUP; certificates reload on file change only");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = hup.recv() => if r.is_none() { return },
+        }
+        let tls = Arc::clone(&tls);
+        match tokio::task::spawn_blocking(move || tls.reload()).await {
+            Ok(Ok(outcome)) => tracing::info!(target: "postamt", ?outcome, "SIGHUP: certificates checked"),
+            Ok(Err(e)) => tracing::error!(target: "postamt", error = %e, "SIGHUP: certificate reload failed; the previous certificates stay in use"),
+            Err(e) => tracing::error!(target: "postamt", error = %e, "SIGHUP: reload task failed"),
+        }
+    }
+}
+
+/// When started as root: hand the data to `user` and become it.
+fn drop_privileges(config: &Config) -> Result<()> {
+    if !crate::privilege::is_root() {
+        return Ok(());
+    }
+    let Some(name) = &config.user else {
+        tracing::warn!(target: "postamt", "running as root: set `user` in the config so the server drops its privileges after binding the ports");
+        return Ok(());
+    };
+    let account = crate::privilege::lookup(name)?;
+    let mut dirs = vec![config.data_dir.clone(), config.spool_dir(), config.log_dir()];
+    if let Some(root) = mailbox_root(&config.mailbox_template()) {
+        dirs.push(root);
+    }
+    for d in dirs {
+        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+        let n = crate::privilege::chown_tree(&d, account)?;
+        if n > 0 {
+            tracing::info!(target: "postamt", dir = %d.display(), changed = n, user = %name, "handed files to the service user");
+        }
+    }
+    crate::privilege::switch_to(account)?;
+    tracing::info!(target: "postamt", user = %name, uid = account.uid, gid = account.gid, "dropped root privileges");
+    Ok(())
+}
+
+/// The fixed directory above the first `%` placeholder of the template.
+fn mailbox_root(template: &str) -> Option<std::path::PathBuf> {
+    let fixed = &template[..template.find('%')?];
+    let p = Path::new(fixed);
+    let dir = if fixed.ends_with('/') { p } else { p.parent()? };
+    (!dir.as_os_str().is_empty()).then(|| dir.to_path_buf())
 }
 
 /// Postmaster mail is always accepted; say so when nobody would read it.

@@ -1,12 +1,15 @@
 //! The session's view of storage: checking a recipient against the
-//! directory and handing a message to the spool. A trait, so that the
+//! directory, checking a login and who owns a sender address, and handing a
+//! message to the spool. A trait, so that the
 //! protocol state machine is tested with a fake; the real implementation
 //! works over [`ReceiverContext`](crate::ReceiverContext).
 
 use crate::ReceiverContext;
-use postamt_directory::{LocalDomains, ResolveError};
+use postamt_directory::auth::LoginFailed;
+use postamt_directory::{Destination, LocalDomains, ResolveError, UserInfo};
 use postamt_spool::{NewMessage, QueueId};
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -23,6 +26,18 @@ pub enum RcptVerdict {
     TempFail(String),
 }
 
+/// Whether an authenticated user may use an address as envelope sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SenderVerdict {
+    /// The address resolves to the user's own mailbox (the account itself,
+    /// or an alias that includes it).
+    Owned,
+    /// Unknown, or someone else's: `553 5.7.1`.
+    NotOwned,
+    /// The directory could not answer: `451 4.3.0`.
+    TempFail(String),
+}
+
 /// The spool could not take the message.
 #[derive(Debug, Error)]
 #[error("enqueue failed: {0}")]
@@ -32,6 +47,24 @@ pub struct EnqueueError(pub String);
 pub trait Backend: Send + Sync {
     /// Checks a recipient whose domain is ours (or the bare `postmaster`).
     fn check_recipient(&self, address: &str) -> impl Future<Output = RcptVerdict> + Send;
+
+    /// Checks a login (SMTP AUTH). On failure returns only after the delay
+    /// the client and the account have earned, the same for an unknown user
+    /// and a wrong password.
+    fn login(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> impl Future<Output = Result<UserInfo, LoginFailed>> + Send;
+
+    /// Whether `address` (at one of our domains) belongs to the account
+    /// `user`: its resolution includes that user's mailbox.
+    fn sender_owned_by(
+        &self,
+        address: &str,
+        user: &str,
+    ) -> impl Future<Output = SenderVerdict> + Send;
 
     /// A fresh queue id, made before the body arrives so that our
     /// `Received:` header can name it.
@@ -77,6 +110,25 @@ impl Backend for ContextBackend {
         }
     }
 
+    async fn login(&self, user: &str, password: &str, ip: IpAddr) -> Result<UserInfo, LoginFailed> {
+        self.ctx.auth.login(user, password, ip).await
+    }
+
+    async fn sender_owned_by(&self, address: &str, user: &str) -> SenderVerdict {
+        let directory = Arc::clone(&self.ctx.directory);
+        let local = Arc::clone(&self.local);
+        let address = address.to_string();
+        let result = tokio::task::spawn_blocking(move || directory.resolve(&address, &local)).await;
+        match result {
+            Ok(Ok(destinations)) => sender_verdict(&destinations, user),
+            Ok(Err(ResolveError::Unknown | ResolveError::Loop(_) | ResolveError::TooDeep(_))) => {
+                SenderVerdict::NotOwned
+            }
+            Ok(Err(ResolveError::Db(e))) => SenderVerdict::TempFail(e),
+            Err(join) => SenderVerdict::TempFail(format!("directory lookup task failed: {join}")),
+        }
+    }
+
     fn new_queue_id(&self) -> QueueId {
         QueueId::generate()
     }
@@ -87,5 +139,54 @@ impl Backend for ContextBackend {
             .enqueue(msg, data)
             .await
             .map_err(|e| EnqueueError(e.to_string()))
+    }
+}
+
+/// Owned when one of the destinations is `user`'s mailbox (user names
+/// compare case-insensitively).
+pub fn sender_verdict(destinations: &[Destination], user: &str) -> SenderVerdict {
+    let owned = destinations.iter().any(|d| match d {
+        Destination::Local { user: u } => u.eq_ignore_ascii_case(user),
+        Destination::Remote { .. } => false,
+    });
+    if owned {
+        SenderVerdict::Owned
+    } else {
+        SenderVerdict::NotOwned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(u: &str) -> Destination {
+        Destination::Local { user: u.into() }
+    }
+
+    #[test]
+    fn owned_only_through_the_users_mailbox() {
+        assert_eq!(
+            sender_verdict(&[local("Alice")], "alice"),
+            SenderVerdict::Owned
+        );
+        assert_eq!(
+            sender_verdict(&[local("bob"), local("alice")], "ALICE"),
+            SenderVerdict::Owned
+        );
+        assert_eq!(
+            sender_verdict(&[local("bob")], "alice"),
+            SenderVerdict::NotOwned
+        );
+        assert_eq!(
+            sender_verdict(
+                &[Destination::Remote {
+                    address: "alice@elsewhere.net".into()
+                }],
+                "alice"
+            ),
+            SenderVerdict::NotOwned
+        );
+        assert_eq!(sender_verdict(&[], "alice"), SenderVerdict::NotOwned);
     }
 }

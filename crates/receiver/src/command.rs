@@ -1,7 +1,14 @@
 //! Raw command-line parsing that smtp-proto gets wrong: sizes too long for a
 //! machine word. smtp-proto 0.2.5 saturates and then restarts counting from
 //! the next digit, so `BDAT 99999999999999999999999999` would come out as
-//! `BDAT 99999999`; we parse BDAT and the `SIZE=` value ourselves.
+//! `BDAT 99999999`; we parse BDAT and the `SIZE=` value ourselves. Also the
+//! command line limit, and argument checks for verbs smtp-proto parses
+//! leniently (STARTTLS).
+
+/// The longest command line accepted, CRLF included (RFC 5321 4.5.3.1.4
+/// asks for 512; extensions make lines longer, so we allow more). AUTH
+/// lines may be longer: [`crate::sasl::MAX_AUTH_LINE`].
+pub const MAX_LINE: usize = 4096;
 
 /// The first word of a command line (the verb), up to a space, CR or LF.
 pub fn verb(line: &[u8]) -> &[u8] {
@@ -10,6 +17,12 @@ pub fn verb(line: &[u8]) -> &[u8] {
         .position(|&b| b == b' ' || b == b'\r' || b == b'\n' || b == b'\t')
         .unwrap_or(line.len());
     &line[..end]
+}
+
+/// Whether anything but whitespace follows the verb.
+pub fn has_arguments(line: &[u8]) -> bool {
+    let v = verb(line).len();
+    !line[v..].trim_ascii().is_empty()
 }
 
 /// Parses a decimal size of 1 to 20 digits into a u64; `None` on
@@ -134,6 +147,14 @@ mod tests {
         );
         assert_eq!(declared_size(b"MAIL FROM:<size=5@b>\r\n"), None);
         assert_eq!(declared_size(b"MAIL FROM:<a@b>\r\n"), None);
+    }
+
+    #[test]
+    fn arguments_after_the_verb() {
+        assert!(!has_arguments(b"STARTTLS\r\n"));
+        assert!(!has_arguments(b"STARTTLS  \r\n"));
+        assert!(has_arguments(b"STARTTLS x\r\n"));
+        assert!(!has_arguments(b""));
     }
 
     #[test]

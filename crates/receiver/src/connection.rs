@@ -4,11 +4,14 @@
 //! on every read and write, and shutdown at command boundaries.
 //!
 //! The protocol itself lives in [`Session`]; this module only moves bytes.
-//! STARTTLS (a later issue) will end [`run`] with the stream handed back, so
-//! that the caller can wrap it in TLS and serve it again with fresh buffers
-//! (plaintext buffered before the handshake must be dropped).
+//! STARTTLS ends the plaintext command loop with the stream handed back:
+//! its buffers, and with them every byte pipelined after the STARTTLS line,
+//! are dropped, the handshake runs on the bare stream, and the loop starts
+//! again over TLS with fresh buffers (CVE-2011-0411).
 
 use crate::backend::Backend;
+use crate::handshake;
+use crate::mode::SessionOptions;
 use crate::reply::Reply;
 use crate::session::{Next, Session, SessionStats, Step};
 use bytes::{Buf, BytesMut};
@@ -18,12 +21,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-/// The longest command line accepted, CRLF included (RFC 5321 4.5.3.1.4
-/// asks for 512; extensions make lines longer, so we allow more).
-pub const MAX_LINE: usize = 4096;
+pub use crate::command::MAX_LINE;
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// Pending replies beyond this are flushed even inside a pipelined batch.
@@ -44,10 +46,19 @@ pub enum End {
     Shutdown,
     /// A read or write failed.
     Io(String),
+    /// The TLS handshake after STARTTLS failed (or timed out).
+    TlsHandshake(String),
 }
 
-/// Serves one SMTP connection with `backend` until it ends; returns the
-/// session's counters.
+/// How a command loop ended.
+enum Flow {
+    End(End),
+    /// STARTTLS was accepted and its 220 sent: upgrade the stream.
+    StartTls,
+}
+
+/// Serves one MX connection (no STARTTLS) with `backend` until it ends;
+/// returns the session's counters.
 pub async fn serve<S, B>(
     stream: S,
     peer: SocketAddr,
@@ -59,15 +70,61 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
 {
-    info!(%peer, "connect");
-    let mut conn = Connection::new(stream, config.limits.idle_timeout.get());
-    let mut session = Session::new(config, peer);
-    let end = run(&mut conn, &mut session, backend, &shutdown).await;
-    conn.close().await;
+    serve_with(
+        stream,
+        peer,
+        config,
+        backend,
+        SessionOptions::mx(),
+        None,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves one connection in the mode `options` give, offering STARTTLS
+/// with `tls` (when given and TLS is not already active).
+pub async fn serve_with<S, B>(
+    stream: S,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    backend: &B,
+    options: SessionOptions,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) -> SessionStats
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    info!(%peer, mode = options.mode.name(), tls = options.tls_active, "connect");
+    let timeout = config.limits.idle_timeout.get();
+    let mut session = Session::with_options(config, peer, options, tls.is_some());
+    let mut conn = Connection::new(stream, timeout);
+    let end = match run(&mut conn, &mut session, backend, &shutdown, true).await {
+        Flow::End(end) => {
+            conn.close().await;
+            end
+        }
+        Flow::StartTls => {
+            let (stream, discarded) = conn.into_stream();
+            if discarded > 0 {
+                warn!(%peer, bytes = discarded, "discarded plaintext pipelined after STARTTLS");
+            }
+            match tls {
+                Some(acceptor) => {
+                    upgrade(stream, &acceptor, &mut session, backend, &shutdown, timeout).await
+                }
+                None => End::TlsHandshake("no TLS certificate".into()),
+            }
+        }
+    };
     let stats = session.stats().clone();
     info!(
         %peer,
         helo = session.helo_name().unwrap_or(""),
+        user = session.auth_user().unwrap_or(""),
+        tls = session.tls_active(),
         end = ?end,
         commands = stats.commands,
         messages = stats.messages,
@@ -79,28 +136,67 @@ where
     stats
 }
 
-/// The command loop.
+/// STARTTLS: the handshake on the bare stream, then the command loop over
+/// TLS with fresh buffers and a reset session.
+async fn upgrade<S, B>(
+    stream: S,
+    acceptor: &TlsAcceptor,
+    session: &mut Session,
+    backend: &B,
+    shutdown: &CancellationToken,
+    timeout: Duration,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    let peer = session.peer();
+    let tls = match handshake::accept(acceptor, stream, timeout, shutdown).await {
+        Ok(tls) => tls,
+        Err(handshake::HandshakeError::Shutdown) => return End::Shutdown,
+        Err(e) => {
+            warn!(%peer, error = %e, "STARTTLS handshake failed, closing");
+            return End::TlsHandshake(e.to_string());
+        }
+    };
+    let (version, cipher) = handshake::describe(&tls);
+    info!(%peer, %version, %cipher, "STARTTLS");
+    session.tls_started();
+    let mut conn = Connection::new(tls, timeout);
+    let end = match run(&mut conn, session, backend, shutdown, false).await {
+        Flow::End(end) => end,
+        // The session refuses STARTTLS once TLS is active.
+        Flow::StartTls => End::Io("STARTTLS inside TLS".into()),
+    };
+    conn.close().await;
+    end
+}
+
+/// The command loop; `greet` sends the 220 first (not after STARTTLS).
 async fn run<S, B>(
     conn: &mut Connection<S>,
     session: &mut Session,
     backend: &B,
     shutdown: &CancellationToken,
-) -> End
+    greet: bool,
+) -> Flow
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
 {
     if shutdown.is_cancelled() {
         conn.queue(&session.shutdown_reply());
-        return End::Shutdown;
+        return Flow::End(End::Shutdown);
     }
-    conn.queue(&session.greeting());
+    if greet {
+        conn.queue(&session.greeting());
+    }
     loop {
-        match conn.next_line() {
+        match conn.next_line(|start| session.line_limit(start)) {
             LineEvent::Line(line) => {
                 if shutdown.is_cancelled() {
                     conn.queue(&session.shutdown_reply());
-                    return End::Shutdown;
+                    return Flow::End(End::Shutdown);
                 }
                 let step = session.command(&line, backend).await;
                 drop(line);
@@ -117,7 +213,7 @@ where
             }
             LineEvent::NeedMore => {
                 if let Err(e) = conn.flush().await {
-                    return End::Io(e.to_string());
+                    return Flow::End(End::Io(e.to_string()));
                 }
                 let read = tokio::select! {
                     biased;
@@ -127,15 +223,15 @@ where
                 match read {
                     None => {
                         conn.queue(&session.shutdown_reply());
-                        return End::Shutdown;
+                        return Flow::End(End::Shutdown);
                     }
                     Some(ReadOutcome::Data) => {}
-                    Some(ReadOutcome::Eof) => return End::ClientClosed,
+                    Some(ReadOutcome::Eof) => return Flow::End(End::ClientClosed),
                     Some(ReadOutcome::Timeout) => {
                         conn.queue(&session.timeout_reply());
-                        return End::Timeout;
+                        return Flow::End(End::Timeout);
                     }
-                    Some(ReadOutcome::Error(e)) => return End::Io(e.to_string()),
+                    Some(ReadOutcome::Error(e)) => return Flow::End(End::Io(e.to_string())),
                 }
             }
         }
@@ -143,13 +239,14 @@ where
 }
 
 /// Queues a step's replies and follows it: reads a body (then the step
-/// after it) or ends the connection. `Some(end)` when the connection ends.
+/// after it), ends the connection, or stops for STARTTLS (after sending
+/// the 220). `Some(flow)` when the command loop must stop.
 async fn apply<S, B>(
     conn: &mut Connection<S>,
     session: &mut Session,
     backend: &B,
     mut step: Step,
-) -> Option<End>
+) -> Option<Flow>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
@@ -161,19 +258,26 @@ where
         if conn.pending() > FLUSH_AT
             && let Err(e) = conn.flush().await
         {
-            return Some(End::Io(e.to_string()));
+            return Some(Flow::End(End::Io(e.to_string())));
         }
         match step.next {
             Next::Command => return None,
             Next::Close => {
-                return Some(match step.replies.last() {
+                return Some(Flow::End(match step.replies.last() {
                     Some(Reply { code: 221, .. }) => End::Quit,
                     _ => End::TooManyErrors,
+                }));
+            }
+            Next::StartTls => {
+                // The client waits for this 220 before its ClientHello.
+                return Some(match conn.flush().await {
+                    Ok(()) => Flow::StartTls,
+                    Err(e) => Flow::End(End::Io(e.to_string())),
                 });
             }
             Next::Body => {
                 if let Err(end) = read_body(conn, session).await {
-                    return Some(end);
+                    return Some(Flow::End(end));
                 }
                 step = session.finish_body(backend).await;
             }
@@ -250,15 +354,17 @@ where
         }
     }
 
-    /// The next command line from the buffer, bounded by [`MAX_LINE`].
-    fn next_line(&mut self) -> LineEvent {
+    /// The next command line from the buffer, bounded by `limit_for` (given
+    /// the start of the buffered line: [`MAX_LINE`], longer for AUTH).
+    fn next_line(&mut self, limit_for: impl Fn(&[u8]) -> usize) -> LineEvent {
         loop {
+            let limit = limit_for(&self.rbuf);
             match memchr::memchr(b'\n', &self.rbuf) {
                 Some(pos) if self.resync => {
                     self.rbuf.advance(pos + 1);
                     self.resync = false;
                 }
-                Some(pos) if pos + 1 > MAX_LINE => {
+                Some(pos) if pos + 1 > limit => {
                     self.rbuf.advance(pos + 1);
                     return LineEvent::TooLong;
                 }
@@ -267,7 +373,7 @@ where
                     self.rbuf.clear();
                     return LineEvent::NeedMore;
                 }
-                None if self.rbuf.len() >= MAX_LINE => {
+                None if self.rbuf.len() >= limit => {
                     self.rbuf.clear();
                     self.resync = true;
                     return LineEvent::TooLong;
@@ -313,6 +419,13 @@ where
         Ok(())
     }
 
+    /// The bare stream, for the TLS handshake, and how many buffered input
+    /// bytes were dropped with the buffers. Replies must be flushed first.
+    fn into_stream(self) -> (S, usize) {
+        debug_assert!(self.wbuf.is_empty(), "replies flushed before STARTTLS");
+        (self.stream, self.rbuf.len())
+    }
+
     /// Sends what is pending and closes the write side.
     async fn close(&mut self) {
         if let Err(e) = self.flush().await {
@@ -324,3 +437,6 @@ where
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tls_tests;

@@ -21,6 +21,10 @@ pub struct TraceInfo<'a> {
     pub hostname: &'a str,
     /// EHLO (`ESMTP`) or HELO (`SMTP`).
     pub esmtp: bool,
+    /// The message came over TLS (`ESMTPS`, RFC 3848).
+    pub tls: bool,
+    /// The client authenticated (`ESMTPA`, RFC 3848).
+    pub authenticated: bool,
     /// The queue id the message will have.
     pub queue_id: &'a str,
     /// The recipient, named only when there is exactly one.
@@ -38,8 +42,10 @@ pub struct TraceInfo<'a> {
 /// ```
 ///
 /// Without a single recipient the date follows the id on the next line.
+/// The protocol is one of RFC 3848's `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPA`,
+/// `ESMTPSA`.
 pub fn received_header(t: &TraceInfo<'_>) -> Vec<u8> {
-    let protocol = if t.esmtp { "ESMTP" } else { "SMTP" };
+    let protocol = protocol(t.esmtp, t.tls, t.authenticated);
     let date = t.date.to_rfc2822();
     let mut h = format!(
         "Received: from {} ({})\r\n\tby {} (Postamt) with {protocol} id {}",
@@ -53,6 +59,17 @@ pub fn received_header(t: &TraceInfo<'_>) -> Vec<u8> {
         None => h.push_str(&format!(";\r\n\t{date}\r\n")),
     }
     h.into_bytes()
+}
+
+/// The `with` keyword (RFC 3848 transmission types).
+pub fn protocol(esmtp: bool, tls: bool, authenticated: bool) -> &'static str {
+    match (esmtp, tls, authenticated) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    }
 }
 
 /// `[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 4.1.3); IPv4-mapped
@@ -142,6 +159,8 @@ mod tests {
             ip: "192.0.2.7".parse().expect("ip"),
             hostname: "mx.example.org",
             esmtp: true,
+            tls: false,
+            authenticated: false,
             queue_id: "0190abcdef",
             single_recipient: Some("bob@example.org"),
             date: date(),
@@ -161,6 +180,8 @@ mod tests {
             ip: "2001:db8::1".parse().expect("ip"),
             hostname: "mx",
             esmtp: false,
+            tls: false,
+            authenticated: false,
             queue_id: "q1",
             single_recipient: None,
             date: date(),
@@ -170,6 +191,31 @@ mod tests {
             "Received: from c ([IPv6:2001:db8::1])\r\n\
              \tby mx (Postamt) with SMTP id q1;\r\n\
              \tTue, 5 Mar 2024 14:07:09 +0100\r\n"
+        );
+    }
+
+    #[test]
+    fn tls_and_auth_protocols() {
+        assert_eq!(protocol(true, true, false), "ESMTPS");
+        assert_eq!(protocol(true, true, true), "ESMTPSA");
+        assert_eq!(protocol(true, false, true), "ESMTPA");
+        assert_eq!(protocol(true, false, false), "ESMTP");
+        assert_eq!(protocol(false, true, false), "SMTP");
+        let h = received_header(&TraceInfo {
+            helo: "laptop",
+            ip: "192.0.2.7".parse().expect("ip"),
+            hostname: "mx",
+            esmtp: true,
+            tls: true,
+            authenticated: true,
+            queue_id: "q",
+            single_recipient: None,
+            date: date(),
+        });
+        let s = String::from_utf8(h).expect("utf8");
+        assert!(
+            s.contains("\tby mx (Postamt) with ESMTPSA id q;\r\n"),
+            "{s}"
         );
     }
 
@@ -186,6 +232,8 @@ mod tests {
             ip: "192.0.2.7".parse().expect("ip"),
             hostname: "mx",
             esmtp: true,
+            tls: false,
+            authenticated: false,
             queue_id: "q",
             single_recipient: Some("a\tb@x"),
             date: date(),

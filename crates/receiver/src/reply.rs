@@ -55,8 +55,10 @@ impl Reply {
     /// Whether this reply marks a bad command (unknown, syntax, sequence,
     /// unimplemented, unsupported parameter): these count towards
     /// `limits.max_errors`.
+    /// Failed or out-of-place authentication (530, 535, 538) counts too,
+    /// so password guessing is bounded per connection.
     pub fn is_command_error(&self) -> bool {
-        matches!(self.code, 500..=503 | 555)
+        matches!(self.code, 500..=504 | 530 | 535 | 538 | 555)
     }
 
     /// The reply as sent on the wire, every line ending in CRLF.
@@ -349,6 +351,78 @@ pub fn shutting_down(hostname: &str) -> Reply {
     Reply::new(421, "4.3.2", format!("{hostname} Service shutting down"))
 }
 
+/// `220 2.0.0` the answer to STARTTLS, before the handshake (RFC 3207)
+pub fn starttls_ready() -> Reply {
+    Reply::new(220, "2.0.0", "Ready to start TLS")
+}
+
+/// `334 <challenge>` an AUTH continuation (base64, possibly empty)
+pub fn auth_challenge(challenge: &str) -> Reply {
+    Reply::plain(334, challenge.to_string())
+}
+
+/// `235 2.7.0` AUTH succeeded
+pub fn auth_ok() -> Reply {
+    Reply::new(235, "2.7.0", "Authentication successful")
+}
+
+/// `535 5.7.8` AUTH failed: the same for an unknown user and a wrong password
+pub fn auth_failed() -> Reply {
+    Reply::new(535, "5.7.8", "Authentication credentials invalid")
+}
+
+/// `501 5.0.0` the client cancelled the AUTH exchange with `*`
+pub fn auth_cancelled() -> Reply {
+    Reply::new(501, "5.0.0", "Authentication cancelled")
+}
+
+/// `501 5.5.2` an AUTH response that is not valid base64
+pub fn auth_bad_base64() -> Reply {
+    Reply::new(501, "5.5.2", "Invalid base64 data")
+}
+
+/// `501 5.5.2` an AUTH response that does not fit the mechanism
+pub fn auth_malformed() -> Reply {
+    Reply::new(501, "5.5.2", "Malformed authentication data")
+}
+
+/// `504 5.5.4` a SASL mechanism we do not offer
+pub fn auth_unknown_mechanism() -> Reply {
+    Reply::new(504, "5.5.4", "Unrecognized authentication mechanism")
+}
+
+/// `538 5.7.11` AUTH before TLS (RFC 4954 6)
+pub fn encryption_required() -> Reply {
+    Reply::new(
+        538,
+        "5.7.11",
+        "Encryption required for requested authentication mechanism",
+    )
+}
+
+/// `530 5.7.0` MAIL on the submission port before AUTH
+pub fn auth_required() -> Reply {
+    Reply::new(530, "5.7.0", "Authentication required")
+}
+
+/// `553 5.7.1` an authenticated user sending from an address not theirs
+pub fn sender_not_owned(user: &str) -> Reply {
+    Reply::new(
+        553,
+        "5.7.1",
+        format!("Sender address not owned by user {}", truncate(user, 64)),
+    )
+}
+
+/// `451 4.3.0` the directory could not say who owns the sender address
+pub fn sender_lookup_failed() -> Reply {
+    Reply::new(
+        451,
+        "4.3.0",
+        "Temporary lookup failure for the sender address, try again later",
+    )
+}
+
 /// At most `max` characters of `s` (client text echoed in replies).
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
@@ -404,6 +478,33 @@ mod tests {
         assert!(!unknown_user("x").is_command_error());
         assert!(!message_too_big().is_command_error());
         assert!(!ok().is_command_error());
+        assert!(auth_failed().is_command_error());
+        assert!(encryption_required().is_command_error());
+        assert!(auth_required().is_command_error());
+        assert!(auth_unknown_mechanism().is_command_error());
+        assert!(!auth_ok().is_command_error());
+        assert!(!sender_not_owned("a").is_command_error());
+    }
+
+    #[test]
+    fn auth_replies_on_the_wire() {
+        assert_eq!(auth_challenge("").to_wire(), b"334 \r\n");
+        assert_eq!(
+            auth_challenge("VXNlcm5hbWU6").to_wire(),
+            b"334 VXNlcm5hbWU6\r\n"
+        );
+        assert_eq!(
+            auth_ok().to_wire(),
+            b"235 2.7.0 Authentication successful\r\n"
+        );
+        assert_eq!(
+            encryption_required().to_wire(),
+            b"538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+        );
+        assert_eq!(
+            starttls_ready().to_wire(),
+            b"220 2.0.0 Ready to start TLS\r\n"
+        );
     }
 
     #[test]

@@ -1,14 +1,19 @@
-//! The SMTP session state machine (RFC 5321, 1869, 1652, 2920, 3030, 6531):
-//! HELO/EHLO state, the envelope in progress, the body being received, and
-//! the reply to every command. No I/O: the connection feeds it command lines
-//! and body bytes; storage is reached only through [`Backend`].
+//! The SMTP session state machine (RFC 5321, 1869, 1652, 2920, 3030, 6531,
+//! 3207, 4954, 6409): HELO/EHLO state, TLS and authentication state, the
+//! envelope in progress, the body being received, and the reply to every
+//! command. No I/O: the connection feeds it command lines and body bytes,
+//! and performs the TLS handshake when a step says [`Next::StartTls`];
+//! storage and logins are reached only through [`Backend`]. The AUTH
+//! command and its exchange live in the `auth` submodule.
 
 use crate::address;
-use crate::backend::{Backend, RcptVerdict};
-use crate::command;
+use crate::backend::{Backend, RcptVerdict, SenderVerdict};
+use crate::command::{self, MAX_LINE};
 use crate::data::{BodyBuffer, ChunkReader, Discard, DotDecoder};
+use crate::mode::{Mode, SessionOptions};
 use crate::received::{self, MAX_HOPS, TraceInfo};
 use crate::reply::{self, Reply};
+use crate::sasl::{self, Exchange, MAX_AUTH_LINE};
 use postamt_config::Config;
 use postamt_spool::{NewMessage, QueueId};
 use smtp_proto::{
@@ -31,6 +36,10 @@ pub enum Next {
     Body,
     /// Close the connection.
     Close,
+    /// Send the replies (`220 Ready to start TLS`), drop every byte
+    /// buffered after the STARTTLS line, run the TLS handshake, then call
+    /// [`Session::tls_started`] and read commands over TLS.
+    StartTls,
 }
 
 /// The replies to send (in order) and what to do next.
@@ -109,23 +118,103 @@ enum BodyMode {
 pub struct Session {
     config: Arc<Config>,
     peer: SocketAddr,
+    mode: Mode,
+    /// The transport is encrypted (implicit TLS, or after STARTTLS).
+    tls_active: bool,
+    /// A certificate is available for STARTTLS.
+    tls_available: bool,
     helo: Option<Helo>,
+    /// The account name after a successful AUTH.
+    auth_user: Option<String>,
+    /// An AUTH exchange waiting for the client's next response line.
+    auth_exchange: Option<Exchange>,
     txn: Option<Transaction>,
     body: Option<BodyMode>,
     stats: SessionStats,
 }
 
 impl Session {
-    /// A session for a client at `peer`.
+    /// An MX session for a client at `peer`, without STARTTLS.
     pub fn new(config: Arc<Config>, peer: SocketAddr) -> Session {
+        Session::with_options(config, peer, SessionOptions::mx(), false)
+    }
+
+    /// A session as `options` say; `tls_available` when a certificate is
+    /// there for STARTTLS.
+    pub fn with_options(
+        config: Arc<Config>,
+        peer: SocketAddr,
+        options: SessionOptions,
+        tls_available: bool,
+    ) -> Session {
         Session {
             config,
             peer,
+            mode: options.mode,
+            tls_active: options.tls_active,
+            tls_available,
             helo: None,
+            auth_user: None,
+            auth_exchange: None,
             txn: None,
             body: None,
             stats: SessionStats::default(),
         }
+    }
+
+    /// The service this session runs.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether the transport is encrypted.
+    pub fn tls_active(&self) -> bool {
+        self.tls_active
+    }
+
+    /// The authenticated account, if any.
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth_user.as_deref()
+    }
+
+    /// Whether STARTTLS is offered now.
+    pub fn starttls_offered(&self) -> bool {
+        self.tls_available && !self.tls_active
+    }
+
+    /// Whether AUTH is offered now: on submission only, over TLS, or from
+    /// loopback when `submission.allow_plaintext_on_loopback` says so.
+    pub fn may_auth(&self) -> bool {
+        self.mode == Mode::Submission
+            && (self.tls_active
+                || (self.config.submission.allow_plaintext_on_loopback
+                    && self.peer.ip().to_canonical().is_loopback()))
+    }
+
+    /// Whether recipients outside our domains are accepted: only from an
+    /// authenticated user on the submission port. The MX port never relays.
+    fn may_relay(&self) -> bool {
+        self.mode == Mode::Submission && self.auth_user.is_some()
+    }
+
+    /// The longest line accepted when the buffered input starts with
+    /// `start`: longer for AUTH commands and responses on submission.
+    pub fn line_limit(&self, start: &[u8]) -> usize {
+        let auth_line = self.auth_exchange.is_some()
+            || (self.mode == Mode::Submission
+                && command::verb(start).eq_ignore_ascii_case(b"AUTH"));
+        if auth_line { MAX_AUTH_LINE } else { MAX_LINE }
+    }
+
+    /// The TLS handshake after STARTTLS succeeded: everything learned
+    /// before it is forgotten (RFC 3207 4.2), the client must EHLO again.
+    pub fn tls_started(&mut self) {
+        self.tls_active = true;
+        self.helo = None;
+        self.auth_user = None;
+        self.auth_exchange = None;
+        self.txn = None;
+        self.body = None;
     }
 
     /// The 220 greeting.
@@ -165,17 +254,24 @@ impl Session {
     }
 
     /// The capabilities listed in the EHLO reply, computed from the
-    /// session's properties. STARTTLS (when TLS is available and not yet
-    /// active) and AUTH (on submission, after TLS) will be added here.
+    /// session's properties: STARTTLS when TLS is available and not yet
+    /// active, AUTH when [`may_auth`](Self::may_auth).
     pub fn capabilities(&self) -> Vec<String> {
-        vec![
+        let mut caps = vec![
             "PIPELINING".to_string(),
             format!("SIZE {}", self.config.limits.max_message_size),
             "8BITMIME".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
             "SMTPUTF8".to_string(),
             "CHUNKING".to_string(),
-        ]
+        ];
+        if self.starttls_offered() {
+            caps.push("STARTTLS".to_string());
+        }
+        if self.may_auth() {
+            caps.push(format!("AUTH {}", sasl::ADVERTISED));
+        }
+        caps
     }
 
     /// Handles one command line (ending in LF, at most the line limit).
@@ -185,12 +281,21 @@ impl Session {
             // The connection never does this; refuse rather than corrupt state.
             return self.respond(reply::bad_sequence("body in progress"));
         }
+        if let Some(exchange) = self.auth_exchange.take() {
+            return self.auth_response(exchange, line, backend).await;
+        }
         if std::str::from_utf8(line).is_err() {
             return self.respond(reply::not_utf8());
         }
         if command::verb(line).eq_ignore_ascii_case(b"EXPN") {
             // Lists and aliases are never disclosed, whatever the argument.
             return self.respond(reply::expn());
+        }
+        if command::verb(line).eq_ignore_ascii_case(b"STARTTLS") {
+            return self.starttls(line);
+        }
+        if command::verb(line).eq_ignore_ascii_case(b"AUTH") {
+            return self.auth(line, backend).await;
         }
         if command::verb(line).eq_ignore_ascii_case(b"BDAT") {
             // Parsed here: smtp-proto's size parsing is not overflow-safe.
@@ -204,7 +309,7 @@ impl Session {
             Ok(Request::Ehlo { host }) => self.hello(&host, true),
             Ok(Request::Helo { host }) => self.hello(&host, false),
             Ok(Request::Mail { from }) => {
-                let r = self.mail(from, line);
+                let r = self.mail(from, line, backend).await;
                 self.respond(r)
             }
             Ok(Request::Rcpt { to }) => self.rcpt(to, line, backend).await,
@@ -243,6 +348,8 @@ impl Session {
     /// A command line over the limit was dropped.
     pub fn line_too_long(&mut self) -> Step {
         self.stats.commands += 1;
+        // An over-long AUTH response ends the exchange.
+        self.auth_exchange = None;
         self.respond(reply::line_too_long())
     }
 
@@ -332,18 +439,46 @@ impl Session {
         }
     }
 
-    fn mail(&mut self, from: MailFrom<Cow<'_, str>>, line: &[u8]) -> Reply {
-        let Some(helo) = &self.helo else {
+    /// STARTTLS (RFC 3207): offered on both modes while not yet in TLS.
+    fn starttls(&mut self, line: &[u8]) -> Step {
+        if self.tls_active {
+            return self.respond(reply::bad_sequence("TLS already active"));
+        }
+        if !self.tls_available {
+            return self.respond(reply::not_implemented("STARTTLS"));
+        }
+        if command::has_arguments(line) {
+            return self.respond(reply::syntax("STARTTLS"));
+        }
+        Step {
+            replies: vec![reply::starttls_ready()],
+            next: Next::StartTls,
+        }
+    }
+
+    async fn mail<B: Backend>(
+        &mut self,
+        from: MailFrom<Cow<'_, str>>,
+        line: &[u8],
+        backend: &B,
+    ) -> Reply {
+        let Some(esmtp) = self.helo.as_ref().map(|h| h.esmtp) else {
             return reply::bad_sequence("send HELO/EHLO first");
         };
+        if self.mode == Mode::Submission && self.auth_user.is_none() {
+            return reply::auth_required();
+        }
         if self.txn.is_some() {
             return reply::bad_sequence("nested MAIL command");
         }
-        if let Some(param) = unsupported_mail_param(&from) {
+        // RFC 4954 5: a server offering AUTH accepts MAIL's AUTH=
+        // parameter; the identity it claims is not trusted (ignored).
+        let accept_auth_param = self.mode == Mode::Submission;
+        if let Some(param) = unsupported_mail_param(&from, accept_auth_param) {
             return reply::unsupported_parameter(param);
         }
-        let has_params = from.flags != 0 || from.size != 0;
-        if has_params && !helo.esmtp {
+        let has_params = from.flags != 0 || from.size != 0 || from.auth.is_some();
+        if has_params && !esmtp {
             return reply::unsupported_parameter("(ESMTP parameters need EHLO)");
         }
         let limit = self.config.limits.max_message_size;
@@ -367,6 +502,9 @@ impl Session {
                 return reply::bad_sender();
             }
         }
+        if let Some(refusal) = self.sender_refusal(&address, backend).await {
+            return refusal;
+        }
         self.txn = Some(Transaction {
             mail_from: address,
             eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
@@ -378,6 +516,34 @@ impl Session {
             queue_id: None,
         });
         reply::sender_ok()
+    }
+
+    /// Why an authenticated user may not use `address` as sender, if so:
+    /// it must be the null sender or an address at one of our domains
+    /// that resolves to the user's own mailbox.
+    async fn sender_refusal<B: Backend>(&self, address: &str, backend: &B) -> Option<Reply> {
+        let user = self.auth_user.as_deref()?;
+        if address.is_empty() {
+            // Bounces and MDNs from mail clients.
+            return None;
+        }
+        let local = address::split(address).is_some_and(|(_, d)| self.config.is_local_domain(d));
+        let verdict = if local {
+            backend.sender_owned_by(address, user).await
+        } else {
+            SenderVerdict::NotOwned
+        };
+        match verdict {
+            SenderVerdict::Owned => None,
+            SenderVerdict::NotOwned => {
+                warn!(peer = %self.peer, %user, from = %address, "sender address not owned by the authenticated user");
+                Some(reply::sender_not_owned(user))
+            }
+            SenderVerdict::TempFail(e) => {
+                warn!(peer = %self.peer, %user, from = %address, error = %e, "sender lookup failed");
+                Some(reply::sender_lookup_failed())
+            }
+        }
     }
 
     async fn rcpt<B: Backend>(
@@ -412,6 +578,7 @@ impl Session {
             return reply::bad_sequence("send HELO/EHLO first");
         }
         let max_recipients = self.config.limits.max_recipients;
+        let may_relay = self.may_relay();
         let Some(txn) = self.txn.as_mut() else {
             return reply::bad_sequence("need MAIL before RCPT");
         };
@@ -450,7 +617,12 @@ impl Session {
         if let Some(domain) = domain
             && !self.config.is_local_domain(domain)
         {
-            return reply::relay_denied(address);
+            if !may_relay {
+                return reply::relay_denied(address);
+            }
+            // Submission: the delivery agent sends it on.
+            txn.recipients.push(address.to_string());
+            return reply::recipient_ok();
         }
         match backend.check_recipient(address).await {
             RcptVerdict::Accept => {
@@ -550,6 +722,8 @@ impl Session {
             ip: self.peer.ip(),
             hostname: &self.config.hostname,
             esmtp: helo.esmtp,
+            tls: self.tls_active,
+            authenticated: self.auth_user.is_some(),
             queue_id: &id.0,
             single_recipient: single,
             date: chrono::Local::now().fixed_offset(),
@@ -592,14 +766,15 @@ impl Session {
             recipients: txn.recipients,
             client: Some(peer.ip().to_canonical().to_string()),
             helo: Some(helo.clone()),
-            auth_user: None,
+            auth_user: self.auth_user.clone(),
             eight_bit: txn.eight_bit,
             smtputf8: txn.smtputf8,
         };
         match backend.enqueue(msg, buffer.into_bytes()).await {
             Ok(id) => {
                 self.stats.messages += 1;
-                info!(queue_id = %id, %from, size, nrcpt, %peer, %helo, "message queued");
+                let user = self.auth_user.as_deref().unwrap_or("");
+                info!(queue_id = %id, %from, size, nrcpt, %peer, %helo, auth_user = %user, tls = self.tls_active, "message queued");
                 Step::reply(reply::queued(&id.0))
             }
             Err(e) => {
@@ -625,8 +800,12 @@ fn proto_error_reply(e: &ProtoError) -> Reply {
     }
 }
 
-/// A MAIL parameter smtp-proto understood but we do not advertise.
-fn unsupported_mail_param(from: &MailFrom<Cow<'_, str>>) -> Option<&'static str> {
+/// A MAIL parameter smtp-proto understood but we do not advertise
+/// (`AUTH=` is accepted where AUTH is offered).
+fn unsupported_mail_param(
+    from: &MailFrom<Cow<'_, str>>,
+    accept_auth_param: bool,
+) -> Option<&'static str> {
     let flags = from.flags;
     let checks: [(bool, &'static str); 14] = [
         (flags & MAIL_BODY_BINARYMIME != 0, "BODY=BINARYMIME"),
@@ -641,7 +820,7 @@ fn unsupported_mail_param(from: &MailFrom<Cow<'_, str>>) -> Option<&'static str>
         (from.trans_id.is_some(), "TRANSID"),
         (from.solicit.is_some(), "SOLICIT"),
         (from.mtrk.is_some(), "MTRK"),
-        (from.auth.is_some(), "AUTH"),
+        (from.auth.is_some() && !accept_auth_param, "AUTH"),
         (from.hold_for != 0, "HOLDFOR"),
         (from.hold_until != 0, "HOLDUNTIL"),
         (from.mt_priority != 0, "MT-PRIORITY"),
@@ -656,5 +835,10 @@ fn unsupported_mail_param(from: &MailFrom<Cow<'_, str>>) -> Option<&'static str>
         .map(|(_, name)| name)
 }
 
+mod auth;
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod secure_tests;

@@ -1,10 +1,14 @@
-//! Test support: a fake [`Backend`] with a fixed set of users that records
-//! what is enqueued, and a configuration for `example.org`.
+//! Test support: a fake [`Backend`] with a fixed set of users, passwords
+//! and address owners that records what is enqueued, and a configuration
+//! for `example.org`.
 
-use crate::backend::{Backend, EnqueueError, RcptVerdict};
+use crate::backend::{Backend, EnqueueError, RcptVerdict, SenderVerdict};
 use postamt_config::Config;
+use postamt_directory::UserInfo;
+use postamt_directory::auth::LoginFailed;
 use postamt_spool::{NewMessage, QueueId};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -17,6 +21,23 @@ pub struct FakeBackend {
     next_id: AtomicU64,
     lookups: Mutex<Vec<String>>,
     queued: Mutex<Vec<(NewMessage, Vec<u8>)>>,
+    /// (user, password, ip) of every login tried.
+    logins: Mutex<Vec<(String, String, IpAddr)>>,
+}
+
+/// Passwords of the fake accounts: `Alice` (stored spelling) and `bob`.
+const PASSWORDS: [(&str, &str); 2] = [("Alice", "alice-pw"), ("bob", "bob-pw")];
+
+/// Which accounts' mailboxes each address resolves to.
+fn owners(address: &str) -> Option<&'static [&'static str]> {
+    match address.to_ascii_lowercase().as_str() {
+        "alice@example.org" => Some(&["Alice"]),
+        "sales@example.org" => Some(&["Alice"]),
+        "team@example.org" => Some(&["Alice", "bob"]),
+        "bob@example.org" => Some(&["bob"]),
+        "fwd@example.org" => Some(&[]),
+        _ => None,
+    }
 }
 
 impl FakeBackend {
@@ -47,6 +68,11 @@ impl FakeBackend {
         self.queued.lock().expect("test mutex").clone()
     }
 
+    /// The logins tried so far: (user, password, ip).
+    pub fn logins(&self) -> Vec<(String, String, IpAddr)> {
+        self.logins.lock().expect("test mutex").clone()
+    }
+
     /// The addresses looked up so far.
     pub fn lookups(&self) -> Vec<String> {
         self.lookups.lock().expect("test mutex").clone()
@@ -67,6 +93,38 @@ impl Backend for FakeBackend {
             RcptVerdict::Accept
         } else {
             RcptVerdict::Unknown
+        }
+    }
+
+    async fn login(&self, user: &str, password: &str, ip: IpAddr) -> Result<UserInfo, LoginFailed> {
+        self.logins
+            .lock()
+            .expect("test mutex")
+            .push((user.to_string(), password.to_string(), ip));
+        PASSWORDS
+            .iter()
+            .find(|(u, p)| u.eq_ignore_ascii_case(user) && *p == password)
+            .map(|(u, _)| UserInfo {
+                name: (*u).to_string(),
+                admin: false,
+                created_at: 0,
+            })
+            .ok_or(LoginFailed)
+    }
+
+    async fn sender_owned_by(&self, address: &str, user: &str) -> SenderVerdict {
+        self.lookups
+            .lock()
+            .expect("test mutex")
+            .push(format!("sender:{address}"));
+        if address.eq_ignore_ascii_case("tmp@example.org") {
+            return SenderVerdict::TempFail("db locked".into());
+        }
+        match owners(address) {
+            Some(users) if users.iter().any(|u| u.eq_ignore_ascii_case(user)) => {
+                SenderVerdict::Owned
+            }
+            _ => SenderVerdict::NotOwned,
         }
     }
 

@@ -15,6 +15,7 @@ fn limits() -> ConnectionLimits {
         transaction_timeout: Duration::from_secs(600),
         write_timeout: Duration::from_secs(30),
         max_line: MAX_LINE,
+        handshake_timeout: Duration::from_secs(30),
     }
 }
 

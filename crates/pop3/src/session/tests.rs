@@ -183,6 +183,144 @@ async fn plaintext_allowed_over_tls_off_loopback() {
     assert!(send(&mut s, "PASS secret").await.starts_with("+OK"));
 }
 
+// ---- STLS (RFC 2595) ----
+
+fn remote_with_tls() -> SessionProps {
+    SessionProps {
+        tls_available: true,
+        ..Default::default()
+    }
+}
+
+fn has_cap(capa: &str, cap: &str) -> bool {
+    capa.contains(&format!("\r\n{cap}\r\n"))
+}
+
+#[tokio::test]
+async fn stls_upgrades_a_remote_session_to_plaintext_logins() {
+    let store = store3();
+    let mut s = session(&store, remote_with_tls());
+    let before = send(&mut s, "CAPA").await;
+    assert!(has_cap(&before, "STLS"), "{before}");
+    assert!(!has_cap(&before, "USER"), "{before}");
+    assert!(!before.contains("SASL"), "{before}");
+    assert_eq!(
+        send(&mut s, "USER alice").await,
+        "-ERR [AUTH] Plaintext authentication disallowed without TLS\r\n"
+    );
+
+    assert_eq!(send(&mut s, "stls").await, "+OK Begin TLS negotiation\r\n");
+    assert!(s.wants_tls());
+    assert!(!s.is_authenticated());
+    // Nothing is executed while the handshake is pending, and it is not
+    // counted as a client error either.
+    let errors = s.errors();
+    assert_eq!(
+        send(&mut s, "USER alice").await,
+        "-ERR TLS negotiation in progress\r\n"
+    );
+    assert_eq!(s.errors(), errors);
+    assert!(s.wants_tls());
+
+    assert!(s.tls_established());
+    assert!(!s.wants_tls());
+    assert!(s.props().secure);
+    let after = send(&mut s, "CAPA").await;
+    assert!(!has_cap(&after, "STLS"), "{after}");
+    assert!(has_cap(&after, "USER"), "{after}");
+    assert!(has_cap(&after, "SASL PLAIN"), "{after}");
+    assert_eq!(send(&mut s, "USER alice").await, "+OK Send PASS\r\n");
+    let r = send(&mut s, &format!("PASS {PASSWORD}")).await;
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+}
+
+#[tokio::test]
+async fn stls_then_auth_plain() {
+    let mut s = session(&store3(), remote_with_tls());
+    send(&mut s, "STLS").await;
+    assert!(s.tls_established());
+    let r = send(&mut s, &format!("AUTH PLAIN {}", plain(b"\0alice\0secret"))).await;
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+}
+
+#[tokio::test]
+async fn stls_refused_without_tls_configuration() {
+    let mut s = session(&store3(), SessionProps::default());
+    assert!(!has_cap(&send(&mut s, "CAPA").await, "STLS"));
+    assert_eq!(send(&mut s, "STLS").await, "-ERR STLS is not available\r\n");
+    assert!(!s.wants_tls());
+    assert_eq!(s.errors(), 1);
+}
+
+#[tokio::test]
+async fn stls_refused_when_tls_is_active() {
+    let props = SessionProps {
+        secure: true,
+        tls_available: true,
+        ..Default::default()
+    };
+    let mut s = session(&store3(), props);
+    assert!(!has_cap(&send(&mut s, "CAPA").await, "STLS"));
+    assert_eq!(send(&mut s, "STLS").await, "-ERR TLS is already active\r\n");
+    assert!(!s.wants_tls());
+    // A second upgrade is refused after a first one too.
+    let mut s = session(&store3(), remote_with_tls());
+    send(&mut s, "STLS").await;
+    assert!(s.tls_established());
+    assert_eq!(send(&mut s, "STLS").await, "-ERR TLS is already active\r\n");
+    assert!(!s.wants_tls());
+}
+
+#[tokio::test]
+async fn stls_refused_after_login() {
+    let store = store3();
+    let props = SessionProps {
+        loopback: true,
+        tls_available: true,
+        ..Default::default()
+    };
+    let mut s = session(&store, props);
+    send(&mut s, "USER alice").await;
+    assert!(send(&mut s, "PASS secret").await.starts_with("+OK"));
+    assert_eq!(
+        send(&mut s, "STLS").await,
+        "-ERR STLS is not permitted after login\r\n"
+    );
+    assert!(!s.wants_tls());
+    assert!(s.is_authenticated());
+    assert!(!s.tls_established(), "no upgrade without an accepted STLS");
+    assert!(!s.props().secure);
+}
+
+#[tokio::test]
+async fn stls_forgets_a_user_given_before_it() {
+    let props = SessionProps {
+        loopback: true,
+        tls_available: true,
+        ..Default::default()
+    };
+    let mut s = session(&store3(), props);
+    assert_eq!(send(&mut s, "USER alice").await, "+OK Send PASS\r\n");
+    send(&mut s, "STLS").await;
+    assert!(s.tls_established());
+    assert_eq!(
+        send(&mut s, "PASS secret").await,
+        "-ERR Send USER first\r\n"
+    );
+    assert!(!s.is_authenticated());
+}
+
+#[tokio::test]
+async fn tls_established_without_stls_changes_nothing() {
+    let mut s = session(&store3(), remote_with_tls());
+    assert!(!s.tls_established());
+    assert!(!s.props().secure);
+    assert_eq!(
+        send(&mut s, "USER alice").await,
+        "-ERR [AUTH] Plaintext authentication disallowed without TLS\r\n"
+    );
+}
+
 // ---- AUTH PLAIN ----
 
 #[tokio::test]

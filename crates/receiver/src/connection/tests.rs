@@ -7,18 +7,27 @@ use crate::testing::{FakeBackend, config};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 
-struct Client {
-    io: DuplexStream,
-    buf: Vec<u8>,
+/// The client side of a test connection (plaintext or TLS).
+pub(super) struct Client<T = DuplexStream> {
+    pub(super) io: T,
+    pub(super) buf: Vec<u8>,
 }
 
-impl Client {
-    async fn send(&mut self, bytes: &[u8]) {
+impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
+    pub(super) fn new(io: T) -> Client<T> {
+        Client {
+            io,
+            buf: Vec::new(),
+        }
+    }
+
+    pub(super) async fn send(&mut self, bytes: &[u8]) {
         self.io.write_all(bytes).await.expect("write");
+        self.io.flush().await.expect("flush");
     }
 
     /// One complete reply (all its lines, CRLF included); `None` at EOF.
-    async fn reply(&mut self) -> Option<String> {
+    pub(super) async fn reply(&mut self) -> Option<String> {
         let mut out = String::new();
         loop {
             while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
@@ -43,13 +52,13 @@ impl Client {
         }
     }
 
-    async fn expect(&mut self, prefix: &str) -> String {
+    pub(super) async fn expect(&mut self, prefix: &str) -> String {
         let r = self.reply().await.expect("a reply, not EOF");
         assert!(r.starts_with(prefix), "expected {prefix:?}, got {r:?}");
         r
     }
 
-    async fn expect_eof(&mut self) {
+    pub(super) async fn expect_eof(&mut self) {
         assert_eq!(self.reply().await, None);
     }
 }
