@@ -3,8 +3,27 @@
 //! STARTTLS by policy, AUTH for smarthosts, PIPELINING, SIZE/8BITMIME/
 //! SMTPUTF8 checks, per-recipient results, bounded replies and timeouts.
 //!
-//! SKELETON: signatures are the contract other crates code against; the
-//! bodies are being written.
+//! Modules: [`reply`] (bounded reply reader), [`ehlo`] (capabilities),
+//! [`stuffing`] (DATA encoding), `transaction` (checks, commands, results),
+//! `auth` (PLAIN/LOGIN), `tls` (opportunistic verifier), `stream`/`session`
+//! (I/O with timeouts), `open` (connect, greeting, EHLO, TLS, AUTH) and
+//! `connection` (transactions, RSET, QUIT).
+
+mod auth;
+mod connection;
+pub mod ehlo;
+mod open;
+pub mod reply;
+mod session;
+mod stream;
+pub mod stuffing;
+mod tls;
+mod transaction;
+
+pub use connection::Connection;
+pub use ehlo::Capabilities;
+pub use session::stage;
+pub use tls::TlsInfo;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,13 +60,15 @@ impl std::fmt::Display for Reply {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsPolicy {
     /// STARTTLS when offered (certificate not verified, as RFC 7435 allows);
-    /// plaintext when not offered or when the handshake fails on a fresh
-    /// connection.
+    /// plaintext when not offered. When the handshake fails, `open` returns
+    /// [`ClientError::Tls`]; retry on a fresh connection without TLS with
+    /// [`Connection::open_plaintext`].
     Opportunistic,
     /// STARTTLS required and the certificate verified for the host name;
     /// otherwise a temporary failure.
     RequireStartTls,
-    /// TLS from the first byte (port 465), verified.
+    /// TLS from the first byte (port 465), verified; failures are
+    /// [`ClientError::TlsRequired`].
     Implicit,
 }
 
@@ -140,58 +161,77 @@ impl ClientError {
     /// Whether retrying later cannot help (5xx replies, unsupported
     /// extensions the message needs, too large).
     pub fn is_permanent(&self) -> bool {
-        todo!()
+        match self {
+            ClientError::Reply { reply, .. } => reply.is_permanent(),
+            ClientError::Unsupported(_) | ClientError::TooLarge { .. } => true,
+            ClientError::Connect(..)
+            | ClientError::Timeout(_)
+            | ClientError::Io(..)
+            | ClientError::Protocol(_)
+            | ClientError::TlsRequired(_)
+            | ClientError::Tls(_) => false,
+        }
+    }
+
+    /// The server's reply, when the error is one.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            ClientError::Reply { reply, .. } => Some(reply),
+            _ => None,
+        }
     }
 }
 
-/// An open SMTP session, after EHLO (and STARTTLS/AUTH as configured).
-pub struct Connection {}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Connection {
-    /// Connects to `addr`, reads the greeting, says EHLO (HELO fallback),
-    /// does STARTTLS per `policy` (verifying `server_name` when required),
-    /// and AUTH when `credentials` is given.
-    pub async fn open(
-        addr: SocketAddr,
-        server_name: &str,
-        policy: TlsPolicy,
-        credentials: Option<&Credentials>,
-        config: &ClientConfig,
-    ) -> Result<Connection, ClientError> {
-        let _ = (addr, server_name, policy, credentials, config);
-        todo!()
+    fn reply(code: u16) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            text: String::new(),
+        }
     }
 
-    /// Whether the session runs over TLS.
-    pub fn is_tls(&self) -> bool {
-        todo!()
+    #[test]
+    fn permanence() {
+        let r = |code| ClientError::Reply {
+            stage: stage::RCPT,
+            reply: reply(code),
+        };
+        assert!(r(550).is_permanent());
+        assert!(r(554).is_permanent());
+        assert!(!r(451).is_permanent());
+        assert!(!r(421).is_permanent());
+        assert!(ClientError::Unsupported("SMTPUTF8").is_permanent());
+        assert!(ClientError::TooLarge { size: 2, limit: 1 }.is_permanent());
+        assert!(!ClientError::Timeout(stage::DATA_END).is_permanent());
+        assert!(!ClientError::Protocol("x".into()).is_permanent());
+        assert!(!ClientError::TlsRequired("x".into()).is_permanent());
+        assert!(!ClientError::Tls("x".into()).is_permanent());
+        let io = std::io::Error::other("x");
+        assert!(!ClientError::Io(stage::DATA, io).is_permanent());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 25));
+        let io = std::io::Error::other("x");
+        assert!(!ClientError::Connect(addr, io).is_permanent());
     }
 
-    /// The server's greeting/EHLO name, for logs.
-    pub fn remote_name(&self) -> &str {
-        todo!()
-    }
-
-    /// One transaction: MAIL, RCPT per recipient, DATA (or nothing when no
-    /// recipient was accepted). Returns one result per envelope recipient, in
-    /// order. The message is dot-stuffed and any bare CR or LF is sent as
-    /// CRLF. After an error the connection should not be reused.
-    pub async fn send(
-        &mut self,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Result<Vec<RecipientResult>, ClientError> {
-        let _ = (envelope, message);
-        todo!()
-    }
-
-    /// RSET, to reuse the connection for another transaction.
-    pub async fn reset(&mut self) -> Result<(), ClientError> {
-        todo!()
-    }
-
-    /// QUIT and close (errors ignored).
-    pub async fn quit(self) {
-        todo!()
+    #[test]
+    fn reply_display() {
+        let r = Reply {
+            code: 550,
+            enhanced: Some("5.1.1".into()),
+            text: "no such\nuser".into(),
+        };
+        assert_eq!(r.to_string(), "550 5.1.1 no such user");
+        assert_eq!(
+            ClientError::Reply {
+                stage: stage::RCPT,
+                reply: r.clone()
+            }
+            .reply(),
+            Some(&r)
+        );
     }
 }
