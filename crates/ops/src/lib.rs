@@ -20,6 +20,8 @@ pub enum OpsError {
     Directory(#[from] DirectoryError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    SenderAuth(#[from] postamt_sender_auth::SenderAuthError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -90,6 +92,26 @@ impl Admin {
 
     pub fn list_aliases(&self) -> Result<Vec<Alias>, OpsError> {
         Ok(self.directory.list_aliases()?)
+    }
+
+    /// Makes a DKIM key for `domain` (refusing to replace one unless
+    /// `force`) and returns the TXT record to publish.
+    pub fn dkim_generate(
+        &self,
+        domain: &str,
+        force: bool,
+    ) -> Result<postamt_sender_auth::GeneratedKey, OpsError> {
+        let key = postamt_sender_auth::generate_key(&self.config, domain, force)?;
+        tracing::info!(domain, path = %key.path.display(), "DKIM key generated");
+        Ok(key)
+    }
+
+    /// The MX, SPF, DKIM and DMARC records `domain` should publish.
+    pub fn dns_records(
+        &self,
+        domain: &str,
+    ) -> Result<Vec<postamt_sender_auth::DnsRecord>, OpsError> {
+        Ok(postamt_sender_auth::dns_records(&self.config, domain)?)
     }
 
     /// Queue operations.

@@ -1,7 +1,7 @@
 //! The admin verbs of the CLI (`check-config`, `user`, `alias`, `queue`):
 //! argument handling and printing around the shared `postamt_ops` operations.
 
-use crate::cli::{AliasCmd, QueueCmd, UserCmd};
+use crate::cli::{AliasCmd, DkimCmd, QueueCmd, UserCmd};
 use anyhow::{Context, Result, bail};
 use postamt_ops::Admin;
 use postamt_spool::RecipientStatus;
@@ -218,4 +218,41 @@ fn ts(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| t.to_string())
+}
+
+pub fn dkim(path: &Path, cmd: DkimCmd) -> Result<()> {
+    let admin = open_admin(path)?;
+    match cmd {
+        DkimCmd::Generate { domain, force } => {
+            let key = admin.dkim_generate(&domain, force)?;
+            hand_to_service_user(&admin.config, &key.path)?;
+            println!("key written to {}", key.path.display());
+            println!("publish this TXT record, then mail from {domain} is signed:");
+            println!();
+            println!("{}", key.zone_file_line());
+        }
+    }
+    Ok(())
+}
+
+pub fn dns_records(path: &Path, domain: &str) -> Result<()> {
+    let admin = open_admin(path)?;
+    let records = admin.dns_records(domain)?;
+    for line in postamt_sender_auth::zone_file_lines(&records) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Files the CLI creates as root must stay readable by the server once it
+/// runs as `user`.
+fn hand_to_service_user(config: &postamt_config::Config, file: &Path) -> Result<()> {
+    if let (true, Some(name)) = (crate::privilege::is_root(), &config.user) {
+        let account = crate::privilege::lookup(name)?;
+        if let Some(dir) = file.parent() {
+            std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid))?;
+        }
+        std::os::unix::fs::chown(file, Some(account.uid), Some(account.gid))?;
+    }
+    Ok(())
 }

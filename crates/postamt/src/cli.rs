@@ -36,6 +36,23 @@ pub enum Command {
     /// Inspect and steer the mail queue (works while the server runs).
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(DkimCmd),
+    /// Print the DNS records (MX, SPF, DKIM, DMARC) a domain should publish.
+    DnsRecords { domain: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCmd {
+    /// Make an RSA-2048 signing key for DOMAIN and print the TXT record to publish.
+    Generate {
+        domain: String,
+        /// Replace an existing key (mail signed with the old one stops verifying
+        /// once its TXT record is gone).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

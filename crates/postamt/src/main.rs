@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         cli::Command::User(cmd) => admin_cli::user(&cli.config, cmd),
         cli::Command::Alias(cmd) => admin_cli::alias(&cli.config, cmd),
         cli::Command::Queue(cmd) => admin_cli::queue(&cli.config, cmd),
+        cli::Command::Dkim(cmd) => admin_cli::dkim(&cli.config, cmd),
+        cli::Command::DnsRecords { domain } => admin_cli::dns_records(&cli.config, &domain),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

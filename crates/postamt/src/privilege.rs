@@ -70,8 +70,8 @@ pub fn chown_tree(dir: &Path, account: Account) -> Result<usize> {
             changed += 1;
         }
         if meta.is_dir() {
-            for entry in std::fs::read_dir(&p)
-                .with_context(|| format!("cannot read {}", p.display()))?
+            for entry in
+                std::fs::read_dir(&p).with_context(|| format!("cannot read {}", p.display()))?
             {
                 stack.push(entry?.path());
             }

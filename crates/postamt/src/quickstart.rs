@@ -108,7 +108,12 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     let domain = config.primary_domain();
     let smtp = config.listen.smtp.first().cloned().unwrap_or_default();
     let pop3 = config.listen.pop3.first().cloned().unwrap_or_default();
-    let submission = config.listen.submission.first().cloned().unwrap_or_default();
+    let submission = config
+        .listen
+        .submission
+        .first()
+        .cloned()
+        .unwrap_or_default();
     let fresh_user = admin.directory.get_user("demo")?.is_none();
     let password = if fresh_user {
         let p = random_password();

@@ -10,9 +10,9 @@ use postamt_config::Config;
 use postamt_delivery::DeliveryAgent;
 use postamt_directory::Directory;
 use postamt_directory::auth::Authenticator;
+use postamt_net::tls::TlsProvider;
 use postamt_net::{ConnectionLimits, Service};
 use postamt_ops::control::{self, Command};
-use postamt_net::tls::TlsProvider;
 use postamt_pop3::{Pop3Context, SessionProps};
 use postamt_receiver::{ReceiverContext, SessionOptions};
 use postamt_spool::Spool;
@@ -261,7 +261,10 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         })
     });
 
-    std::fs::write(run_dir.join("postamt.pid"), format!("{}\n", std::process::id()))?;
+    std::fs::write(
+        run_dir.join("postamt.pid"),
+        format!("{}\n", std::process::id()),
+    )?;
     write_atomically(&listeners_file, &serde_json::to_vec_pretty(&bound)?)?;
     tracing::info!(target: "postamt", hostname = %config.hostname, listeners = ?bound, "postamt started");
 
@@ -272,7 +275,10 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         let _ = t.await;
     }
     sessions.close();
-    if tokio::time::timeout(SESSION_GRACE, sessions.wait()).await.is_err() {
+    if tokio::time::timeout(SESSION_GRACE, sessions.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(target: "postamt", open = sessions.len(), "sessions still open after the grace period; closing them");
     }
     let _ = agent_task.await;
@@ -343,8 +349,12 @@ async fn reload_on_sighup(tls: Arc<TlsProvider>, shutdown: CancellationToken) {
         }
         let tls = Arc::clone(&tls);
         match tokio::task::spawn_blocking(move || tls.reload()).await {
-            Ok(Ok(outcome)) => tracing::info!(target: "postamt", ?outcome, "SIGHUP: certificates checked"),
-            Ok(Err(e)) => tracing::error!(target: "postamt", error = %e, "SIGHUP: certificate reload failed; the previous certificates stay in use"),
+            Ok(Ok(outcome)) => {
+                tracing::info!(target: "postamt", ?outcome, "SIGHUP: certificates checked")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(target: "postamt", error = %e, "SIGHUP: certificate reload failed; the previous certificates stay in use")
+            }
             Err(e) => tracing::error!(target: "postamt", error = %e, "SIGHUP: reload task failed"),
         }
     }
@@ -360,7 +370,11 @@ fn drop_privileges(config: &Config) -> Result<()> {
         return Ok(());
     };
     let account = crate::privilege::lookup(name)?;
-    let mut dirs = vec![config.data_dir.clone(), config.spool_dir(), config.log_dir()];
+    let mut dirs = vec![
+        config.data_dir.clone(),
+        config.spool_dir(),
+        config.log_dir(),
+    ];
     if let Some(root) = mailbox_root(&config.mailbox_template()) {
         dirs.push(root);
     }
