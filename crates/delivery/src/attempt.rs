@@ -13,10 +13,12 @@
 use crate::bounce::{self, Report, ReportKind, ReportRecipient};
 use crate::context::Context;
 use crate::failure::Failure;
+use crate::remote::{MessageJob, RemoteOutcome};
 use crate::{local, policy, remote};
 use postamt_directory::{Destination, LocalDomains};
 use postamt_spool::{Envelope, NewMessage, QueueId, Recipient, RecipientStatus, SpoolError};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 /// Wait after a spool error before looking at the message again.
@@ -24,6 +26,10 @@ pub const SPOOL_RETRY_SECS: i64 = 60;
 
 /// Wait before looking again at a message whose file is missing or damaged.
 pub const BROKEN_RETRY_SECS: i64 = 3600;
+
+/// Wait before trying again a message held back only because its remote
+/// destination was saturated here (4.4.5).
+pub const CONGESTION_RETRY_SECS: i64 = 10;
 
 /// What the scheduler should do with the message after an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +68,8 @@ struct DestOutcome {
     result: Result<(), Failure>,
     /// Already delivered to this destination for another recipient.
     duplicate: bool,
+    /// Where a remote destination's answer came from.
+    remote: Option<Box<RemoteOutcome>>,
 }
 
 /// Runs one attempt of message `id` at time `now` (Unix seconds).
@@ -110,18 +118,40 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
         let domains = ctx.local_domains();
         let mut round = Round::new(&env);
         let mut recipients = std::mem::take(&mut env.recipients);
-        for rcpt in recipients
-            .iter_mut()
-            .filter(|r| r.status == RecipientStatus::Pending)
-        {
+        // Expand every recipient and deliver locally; collect the remote
+        // destinations, then send them all at once (one transaction per
+        // domain), then settle each recipient.
+        let mut plans: Vec<(usize, Vec<Planned>)> = Vec::new();
+        let mut remote_wanted: Vec<String> = Vec::new();
+        for (i, rcpt) in recipients.iter_mut().enumerate() {
+            if rcpt.status != RecipientStatus::Pending {
+                continue;
+            }
+            let planned = expand_recipient(
+                ctx,
+                &env,
+                rcpt,
+                &data,
+                &domains,
+                &mut round,
+                &mut remote_wanted,
+            );
+            plans.push((i, planned));
+        }
+        let remote = deliver_remote(ctx, &env, &data, &remote_wanted);
+        let counted = settle_congestion(&mut env, &plans, &remote, attempts, now);
+        for (i, planned) in plans {
+            let Some(rcpt) = recipients.get_mut(i) else {
+                continue;
+            };
             let was_local =
-                deliver_recipient(ctx, &env, rcpt, &data, &domains, &mut round, give_up, now);
+                settle_recipient(&env, rcpt, planned, &remote, &mut round, give_up, now);
             if let Some(l) = was_local {
                 local_failure.insert(rcpt.address.clone(), l);
             }
         }
         env.recipients = recipients;
-        env.attempts = attempts;
+        env.attempts = counted;
     }
 
     send_bounce(ctx, &mut env, &data, &local_failure, now);
@@ -167,36 +197,40 @@ fn dest_key(dest: &Destination) -> &str {
     }
 }
 
-/// Delivers one pending recipient to its destinations and records its fate.
-/// Returns `Some(local)` when it failed somewhere (`local`: a local failure).
-#[allow(clippy::too_many_arguments)]
-fn deliver_recipient(
+/// A destination of a recipient in this attempt: settled already, or
+/// waiting for the remote delivery of `address`.
+enum Planned {
+    Done(DestOutcome),
+    Remote(String),
+}
+
+/// Expands one pending recipient, delivers its local destinations, and
+/// plans its remote ones (added to `remote_wanted` once each).
+fn expand_recipient(
     ctx: &Context,
     env: &Envelope,
     rcpt: &mut Recipient,
     data: &[u8],
     domains: &LocalDomains,
     round: &mut Round,
-    give_up: bool,
-    now: i64,
-) -> Option<bool> {
+    remote_wanted: &mut Vec<String>,
+) -> Vec<Planned> {
     rcpt.attempts = rcpt.attempts.saturating_add(1);
-    let mut outcomes: Vec<DestOutcome> = Vec::new();
+    let mut planned: Vec<Planned> = Vec::new();
+    let failed = |dest: &str, f: Failure| {
+        Planned::Done(DestOutcome {
+            dest: dest.to_string(),
+            result: Err(f),
+            duplicate: false,
+            remote: None,
+        })
+    };
     match ctx.directory.resolve(&rcpt.address, domains) {
-        Ok(dests) if dests.is_empty() => outcomes.push(DestOutcome {
-            dest: rcpt.address.clone(),
-            result: Err(Failure::permanent(
-                "5.1.1",
-                "address expands to no mailbox",
-                true,
-            )),
-            duplicate: false,
-        }),
-        Err(e) => outcomes.push(DestOutcome {
-            dest: rcpt.address.clone(),
-            result: Err(local::classify_resolve(&e)),
-            duplicate: false,
-        }),
+        Ok(dests) if dests.is_empty() => planned.push(failed(
+            &rcpt.address,
+            Failure::permanent("5.1.1", "address expands to no mailbox", true),
+        )),
+        Err(e) => planned.push(failed(&rcpt.address, local::classify_resolve(&e))),
         Ok(dests) => {
             for dest in &dests {
                 let key = dest_key(dest);
@@ -205,30 +239,180 @@ fn deliver_recipient(
                 }
                 if round.delivered.contains(key) {
                     rcpt.delivered_to.push(key.to_string());
-                    outcomes.push(DestOutcome {
+                    planned.push(Planned::Done(DestOutcome {
                         dest: key.to_string(),
                         result: Ok(()),
                         duplicate: true,
-                    });
+                        remote: None,
+                    }));
                     continue;
                 }
-                let result = match round.failed.get(key) {
-                    Some(f) => Err(f.clone()),
-                    None => deliver_to(ctx, env, dest, data),
+                if let Some(f) = round.failed.get(key) {
+                    planned.push(failed(key, f.clone()));
+                    continue;
+                }
+                match dest {
+                    Destination::Local { user } => {
+                        let result = local::deliver_local(ctx.store.as_ref(), user, data, &env.id)
+                            .map(|_| ());
+                        match &result {
+                            Ok(()) => {
+                                round.delivered.insert(key.to_string());
+                                rcpt.delivered_to.push(key.to_string());
+                            }
+                            Err(f) => {
+                                round.failed.insert(key.to_string(), f.clone());
+                            }
+                        }
+                        planned.push(Planned::Done(DestOutcome {
+                            dest: key.to_string(),
+                            result,
+                            duplicate: false,
+                            remote: None,
+                        }));
+                    }
+                    Destination::Remote { address } => {
+                        if !remote_wanted.contains(address) {
+                            remote_wanted.push(address.clone());
+                        }
+                        planned.push(Planned::Remote(address.clone()));
+                    }
+                }
+            }
+        }
+    }
+    planned
+}
+
+/// Sends the message to the remote destinations of this attempt (after the
+/// signer), one transaction per domain, domains concurrently.
+fn deliver_remote(
+    ctx: &Context,
+    env: &Envelope,
+    data: &[u8],
+    wanted: &[String],
+) -> HashMap<String, RemoteOutcome> {
+    if wanted.is_empty() {
+        return HashMap::new();
+    }
+    let Some(r) = &ctx.remote else {
+        let f = remote::not_available();
+        return wanted
+            .iter()
+            .map(|a| {
+                let o = RemoteOutcome {
+                    result: Err(f.clone()),
+                    mx: None,
+                    addr: None,
+                    tls: false,
+                    reply: None,
+                    congestion: false,
                 };
-                match &result {
+                (a.clone(), o)
+            })
+            .collect();
+    };
+    let message: Arc<[u8]> = Arc::from(r.signer().sign(&env.mail_from, data).as_ref());
+    let job = MessageJob {
+        queue_id: env.id.0.clone(),
+        mail_from: env.mail_from.clone(),
+        eight_bit: env.eight_bit,
+        smtputf8: env.smtputf8,
+        message,
+    };
+    r.deliver_blocking(job, wanted)
+}
+
+/// When only congestion (a saturated destination here) kept remote mail
+/// from leaving, the message is tried again soon and the attempt is not
+/// counted; with other temporary failures too, it is counted and retried
+/// no later than that. Returns the attempt count to save.
+fn settle_congestion(
+    env: &mut Envelope,
+    plans: &[(usize, Vec<Planned>)],
+    remote: &HashMap<String, RemoteOutcome>,
+    attempts: u32,
+    now: i64,
+) -> u32 {
+    let mut congested = false;
+    let mut other_temporary = false;
+    for p in plans.iter().flat_map(|(_, v)| v) {
+        match p {
+            Planned::Done(o) => {
+                other_temporary |= o.result.as_ref().is_err_and(|f| !f.is_permanent());
+            }
+            Planned::Remote(a) => match remote.get(a) {
+                Some(o) if o.congestion => congested = true,
+                Some(o) => {
+                    other_temporary |= o.result.as_ref().is_err_and(|f| !f.is_permanent());
+                }
+                None => other_temporary = true,
+            },
+        }
+    }
+    if !congested {
+        return attempts;
+    }
+    let soon = now.saturating_add(CONGESTION_RETRY_SECS);
+    env.next_attempt = env.next_attempt.min(soon);
+    if other_temporary {
+        attempts
+    } else {
+        // Only congestion: not a real attempt (the retry schedule would
+        // otherwise stretch for a merely busy destination).
+        env.attempts
+    }
+}
+
+/// Records a recipient's fate from its planned destinations and the remote
+/// outcomes. Returns `Some(local)` when it failed somewhere (`local`: a
+/// local failure).
+fn settle_recipient(
+    env: &Envelope,
+    rcpt: &mut Recipient,
+    planned: Vec<Planned>,
+    remote: &HashMap<String, RemoteOutcome>,
+    round: &mut Round,
+    give_up: bool,
+    now: i64,
+) -> Option<bool> {
+    let mut outcomes: Vec<DestOutcome> = Vec::with_capacity(planned.len());
+    for p in planned {
+        match p {
+            Planned::Done(o) => outcomes.push(o),
+            Planned::Remote(address) => {
+                let duplicate = round.delivered.contains(&address);
+                let o = remote
+                    .get(&address)
+                    .cloned()
+                    .unwrap_or_else(|| RemoteOutcome {
+                        result: Err(Failure::temporary(
+                            "4.3.0",
+                            "no remote delivery result",
+                            false,
+                        )),
+                        mx: None,
+                        addr: None,
+                        tls: false,
+                        reply: None,
+                        congestion: false,
+                    });
+                match &o.result {
                     Ok(()) => {
-                        round.delivered.insert(key.to_string());
-                        rcpt.delivered_to.push(key.to_string());
+                        round.delivered.insert(address.clone());
+                        if !rcpt.delivered_to.contains(&address) {
+                            rcpt.delivered_to.push(address.clone());
+                        }
                     }
                     Err(f) => {
-                        round.failed.insert(key.to_string(), f.clone());
+                        round.failed.insert(address.clone(), f.clone());
                     }
                 }
                 outcomes.push(DestOutcome {
-                    dest: key.to_string(),
-                    result,
-                    duplicate: false,
+                    dest: address,
+                    result: o.result.clone(),
+                    duplicate,
+                    remote: Some(Box::new(o)),
                 });
             }
         }
@@ -254,21 +438,6 @@ fn deliver_recipient(
     local
 }
 
-/// Delivers to one destination.
-fn deliver_to(
-    ctx: &Context,
-    env: &Envelope,
-    dest: &Destination,
-    data: &[u8],
-) -> Result<(), Failure> {
-    match dest {
-        Destination::Local { user } => {
-            local::deliver_local(ctx.store.as_ref(), user, data, &env.id).map(|_| ())
-        }
-        Destination::Remote { address } => remote::deliver_remote(address, data, env),
-    }
-}
-
 /// One event per destination outcome: `status` is sent, deferred or bounced.
 fn log_outcomes(env: &Envelope, rcpt: &Recipient, outcomes: &[DestOutcome], now: i64) {
     let delay = policy::age(env, now);
@@ -284,11 +453,21 @@ fn log_outcomes(env: &Envelope, rcpt: &Recipient, outcomes: &[DestOutcome], now:
         );
     }
     for o in outcomes {
+        // Remote destinations: which host answered, over what, and how.
+        let r = o.remote.as_ref();
+        let mx = r.and_then(|r| r.mx.as_deref());
+        let addr = r.and_then(|r| r.addr).map(tracing::field::display);
+        let tls = r.map(|r| r.tls);
+        let reply = r.and_then(|r| r.reply.as_deref());
         match &o.result {
             Ok(()) => info!(
                 queue_id = %env.id,
                 to = %rcpt.address,
                 dest = %o.dest,
+                mx,
+                addr,
+                tls,
+                reply,
                 status = %"sent",
                 delay,
                 duplicate = o.duplicate,
@@ -304,6 +483,14 @@ fn log_outcomes(env: &Envelope, rcpt: &Recipient, outcomes: &[DestOutcome], now:
                     queue_id = %env.id,
                     to = %rcpt.address,
                     dest = %o.dest,
+                    mx,
+                    addr,
+                    tls,
+                    reply,
+                mx,
+                addr,
+                tls,
+                reply,
                     status = %"bounced",
                     delay,
                     reason = %reason,
@@ -314,6 +501,10 @@ fn log_outcomes(env: &Envelope, rcpt: &Recipient, outcomes: &[DestOutcome], now:
                 queue_id = %env.id,
                 to = %rcpt.address,
                 dest = %o.dest,
+                mx,
+                addr,
+                tls,
+                reply,
                 status = %"deferred",
                 delay,
                 reason = %f.line(),
@@ -870,7 +1061,8 @@ mod tests {
         let env = h.queue.env("m1").unwrap();
         assert_eq!(
             env.recipients[0].last_error.as_deref(),
-            Some("4.4.0 remote delivery is not available in this version")
+            Some("4.4.0 remote delivery is not configured"),
+            "a context without remote delivery defers remote destinations"
         );
         let mut env = env;
         env.delay_warned = true;
@@ -1067,36 +1259,7 @@ mod tests {
 #[cfg(test)]
 mod log_tests {
     use super::*;
-    use crate::testing::{Harness, StoreFault, envelope};
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// Runs `f` with a subscriber writing plain text lines; returns them.
-    fn capture(f: impl FnOnce()) -> Vec<String> {
-        let buf = Buffer::default();
-        let writer = buf.clone();
-        let sub = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(sub, f);
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(str::to_string).collect()
-    }
+    use crate::testing::{Harness, StoreFault, capture, envelope};
 
     #[test]
     fn each_recipient_outcome_is_one_event_with_the_queue_id() {

@@ -6,7 +6,7 @@
 //! explanation, the `message/delivery-status` part, and the original
 //! message's header section as `text/rfc822-headers`.
 
-use crate::failure::{clean_text, status_of};
+use crate::failure::{clean_text, remote_reply, status_of};
 
 /// Subject of a bounce.
 pub const FAILURE_SUBJECT: &str = "Undelivered Mail Returned to Sender";
@@ -33,8 +33,11 @@ pub struct ReportRecipient {
     pub address: String,
     /// Enhanced status code: class 5 for failures, 4 for delays.
     pub status: String,
-    /// The reason as recorded (`"5.2.1 mailbox unavailable"`).
+    /// The reason as recorded (`"5.2.1 mailbox unavailable"`), or the
+    /// remote server's reply (`"550 5.1.1 no such user"`).
     pub diagnostic: String,
+    /// The remote host that gave the reply (`Remote-MTA`).
+    pub remote_mta: Option<String>,
 }
 
 impl ReportRecipient {
@@ -61,15 +64,18 @@ impl ReportRecipient {
             Some(s) => format!("{class}{}", &s[1..]),
             None => format!("{class}.0.0"),
         };
-        let diagnostic = if line.is_empty() {
-            format!("{status} {default_text}")
+        let (diagnostic, remote_mta) = if line.is_empty() {
+            (format!("{status} {default_text}"), None)
+        } else if let Some((host, reply)) = remote_reply(&line) {
+            (reply.to_string(), Some(host.to_string()))
         } else {
-            line
+            (line.clone(), None)
         };
         ReportRecipient {
             address: clean_text(address),
             status,
             diagnostic,
+            remote_mta,
         }
     }
 }
@@ -239,7 +245,10 @@ fn explanation(r: &Report) -> String {
             &mut t,
             &format!("<{}>: {}", rcpt.address, plain_reason(&rcpt.status, r.kind)),
         );
-        crlf(&mut t, &format!("    ({})", rcpt.diagnostic));
+        match &rcpt.remote_mta {
+            Some(host) => crlf(&mut t, &format!("    ({host} said: {})", rcpt.diagnostic)),
+            None => crlf(&mut t, &format!("    ({})", rcpt.diagnostic)),
+        }
         crlf(&mut t, "");
     }
     crlf(
@@ -274,6 +283,9 @@ fn status_fields(r: &Report) -> String {
             ReportKind::Delay { .. } => crlf(&mut s, "Action: delayed"),
         }
         crlf(&mut s, &format!("Status: {}", rcpt.status));
+        if let Some(host) = &rcpt.remote_mta {
+            crlf(&mut s, &format!("Remote-MTA: dns; {host}"));
+        }
         crlf(
             &mut s,
             &format!("Diagnostic-Code: smtp; {}", rcpt.diagnostic),
@@ -586,6 +598,35 @@ pub(crate) mod tests {
         assert_eq!(r.diagnostic, "weird injected: yes");
         let r = ReportRecipient::delayed("b@x", Some("5.1.1 x"));
         assert_eq!(r.status, "4.1.1");
+    }
+
+    #[test]
+    fn a_remote_rejection_names_the_remote_mta_and_its_reply() {
+        let rcpts = [ReportRecipient::failed(
+            "bob@remote.net",
+            Some(
+                "5.1.1 mx1.remote.net said: 550 5.1.1 <bob@remote.net>: no such user (in reply to RCPT TO)",
+            ),
+        )];
+        assert_eq!(rcpts[0].remote_mta.as_deref(), Some("mx1.remote.net"));
+        let bytes = build_report(&report(ReportKind::Failure, &rcpts, ORIGINAL));
+        let p = parse_report(&bytes);
+        let groups = status_groups(&p.parts[1].body);
+        assert_eq!(groups[1].header("status"), Some("5.1.1"));
+        assert_eq!(groups[1].header("remote-mta"), Some("dns; mx1.remote.net"));
+        assert_eq!(
+            groups[1].header("diagnostic-code"),
+            Some("smtp; 550 5.1.1 <bob@remote.net>: no such user")
+        );
+        assert!(
+            p.parts[0]
+                .body
+                .contains("(mx1.remote.net said: 550 5.1.1 <bob@remote.net>: no such user)"),
+            "{}",
+            p.parts[0].body
+        );
+        let local = ReportRecipient::failed("b@x", Some("5.1.1 no such user"));
+        assert_eq!(local.remote_mta, None);
     }
 
     #[test]

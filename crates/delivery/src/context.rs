@@ -3,6 +3,7 @@
 //! and `rescan` use to reach the scheduler loop.
 
 use crate::backend::{QueueBackend, ResolverBackend, StoreBackend};
+use crate::remote::RemoteDelivery;
 use postamt_config::Config;
 use postamt_directory::LocalDomains;
 use postamt_spool::QueueId;
@@ -21,6 +22,8 @@ pub struct Context {
     pub directory: Arc<dyn ResolverBackend>,
     /// Bound on concurrent delivery attempts.
     pub max_in_flight: usize,
+    /// Remote delivery; `None` defers every remote destination (4.4.0).
+    pub remote: Option<Arc<RemoteDelivery>>,
     wake: Notify,
     flush_requested: AtomicBool,
     serial: AtomicU64,
@@ -39,17 +42,28 @@ impl Context {
             store,
             directory,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            remote: None,
             wake: Notify::new(),
             flush_requested: AtomicBool::new(false),
             serial: AtomicU64::new(0),
         }
     }
 
+    /// Sets remote delivery.
+    pub fn with_remote(mut self, remote: Arc<RemoteDelivery>) -> Context {
+        self.remote = Some(remote);
+        self
+    }
+
     /// Asks the scheduler to make every queued message that is not held due
     /// now (saving `next_attempt = now` in the spool) and to pick up
-    /// messages it was not told about. Returns at once; the scheduler does
-    /// the spool I/O on a blocking thread.
+    /// messages it was not told about; lifts the suspension of unreachable
+    /// domains. Returns at once; the scheduler does the spool I/O on a
+    /// blocking thread.
     pub fn flush(&self) {
+        if let Some(r) = &self.remote {
+            r.clear_suspensions();
+        }
         self.flush_requested.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }

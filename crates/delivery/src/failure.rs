@@ -96,6 +96,25 @@ pub fn status_of(line: &str) -> Option<&str> {
     is_status_code(first).then_some(first)
 }
 
+/// The remote server's part of a stored failure line written by remote
+/// delivery (`"5.1.1 mx.example.net said: 550 5.1.1 no such user (in reply
+/// to RCPT TO)"`): the host and the reply (`"550 5.1.1 no such user"`).
+pub fn remote_reply(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix(status_of(line)?)?.trim_start();
+    let (host, reply) = rest.split_once(" said: ")?;
+    if host.is_empty() || host.contains(' ') {
+        return None;
+    }
+    if !reply.bytes().take(3).all(|b| b.is_ascii_digit()) || reply.len() < 3 {
+        return None;
+    }
+    let reply = match reply.rfind(" (in reply to ") {
+        Some(i) => &reply[..i],
+        None => reply,
+    };
+    Some((host, reply.trim()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +149,23 @@ mod tests {
         assert_eq!(status_of("5.2.1 mailbox unavailable"), Some("5.2.1"));
         assert_eq!(status_of("mailbox unavailable"), None);
         assert_eq!(status_of(""), None);
+    }
+
+    #[test]
+    fn remote_replies_are_read_back() {
+        assert_eq!(
+            remote_reply("5.1.1 mx.example.net said: 550 5.1.1 no such user (in reply to RCPT TO)"),
+            Some(("mx.example.net", "550 5.1.1 no such user"))
+        );
+        assert_eq!(
+            remote_reply("4.0.0 mx said: 451 try later"),
+            Some(("mx", "451 try later"))
+        );
+        assert_eq!(remote_reply("5.1.1 no such user"), None);
+        assert_eq!(
+            remote_reply("5.4.7 delivery time expired; last error: 4.4.1 mx said: 451 x"),
+            None
+        );
+        assert_eq!(remote_reply("4.4.1 mx said: soon"), None);
     }
 }

@@ -3,24 +3,35 @@
 //! temporary failures on the configured schedule and bounces permanent ones
 //! (RFC 3464), with a copy to the postmaster for local failures.
 //!
-//! Map: `scheduler` (the run loop) -> `attempt` (one message) -> `local` /
-//! `remote` (one destination) with `failure` (what went wrong), `policy`
-//! (retry, give-up and warning rules) and `bounce` (the DSN text). The
-//! spool, store and directory are reached through the traits in `backend`.
+//! Map: `scheduler` (the run loop) -> `attempt` (one message) -> `local`
+//! (one mailbox) / `remote` (the remote recipients, by domain: `limits`,
+//! `route` over `dns`, the SMTP client behind `transport`, `signer` before
+//! sending) with `failure` (what went wrong), `policy` (retry, give-up and
+//! warning rules) and `bounce` (the DSN text). The spool, store and
+//! directory are reached through the traits in `backend`.
 
 pub mod attempt;
 pub mod backend;
 pub mod bounce;
 pub mod context;
+pub mod dns;
 pub mod failure;
+pub mod limits;
 pub mod local;
 pub mod policy;
 pub mod remote;
+#[cfg(test)]
+mod remote_tests;
+pub mod route;
 pub mod scheduler;
+pub mod signer;
 #[cfg(test)]
 mod testing;
+pub mod transport;
 
 pub use context::Context;
+pub use remote::{RemoteDelivery, SetupError};
+pub use signer::{DkimSigning, MessageSigner, NoSigning};
 
 use postamt_config::Config;
 use postamt_directory::Directory;
@@ -39,18 +50,54 @@ pub struct DeliveryAgent {
 }
 
 impl DeliveryAgent {
+    /// The agent with remote delivery built from the configuration. A part
+    /// of it that cannot be set up (unreadable `tls_ca_file`, bad
+    /// smarthost, no resolver configuration) is logged, and remote mail
+    /// then waits in the queue with that reason; `try_new` reports it
+    /// instead.
     pub fn new(
         config: Arc<Config>,
         directory: Arc<Directory>,
         spool: Arc<Spool>,
         store: Arc<MailStore>,
     ) -> Arc<Self> {
-        let ctx = Arc::new(Context::new(
-            Arc::clone(&config),
-            Arc::clone(&spool) as Arc<dyn backend::QueueBackend>,
-            Arc::clone(&store) as Arc<dyn backend::StoreBackend>,
-            Arc::clone(&directory) as Arc<dyn backend::ResolverBackend>,
-        ));
+        let remote =
+            RemoteDelivery::from_config_or_degraded(&config, context::DEFAULT_MAX_IN_FLIGHT);
+        DeliveryAgent::with_remote(config, directory, spool, store, remote)
+    }
+
+    /// The agent with remote delivery built from the configuration, or the
+    /// reason it cannot be (for `serve` to refuse to start).
+    pub fn try_new(
+        config: Arc<Config>,
+        directory: Arc<Directory>,
+        spool: Arc<Spool>,
+        store: Arc<MailStore>,
+    ) -> Result<Arc<Self>, SetupError> {
+        let remote = RemoteDelivery::from_config(&config, context::DEFAULT_MAX_IN_FLIGHT)?;
+        Ok(DeliveryAgent::with_remote(
+            config, directory, spool, store, remote,
+        ))
+    }
+
+    /// The agent with the given remote delivery (a DKIM signer set with
+    /// `RemoteDelivery::with_signer`, or test doubles).
+    pub fn with_remote(
+        config: Arc<Config>,
+        directory: Arc<Directory>,
+        spool: Arc<Spool>,
+        store: Arc<MailStore>,
+        remote: RemoteDelivery,
+    ) -> Arc<Self> {
+        let ctx = Arc::new(
+            Context::new(
+                Arc::clone(&config),
+                Arc::clone(&spool) as Arc<dyn backend::QueueBackend>,
+                Arc::clone(&store) as Arc<dyn backend::StoreBackend>,
+                Arc::clone(&directory) as Arc<dyn backend::ResolverBackend>,
+            )
+            .with_remote(Arc::new(remote)),
+        );
         Arc::new(DeliveryAgent {
             config,
             directory,

@@ -25,12 +25,19 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_through_real_spool_store_and_directory() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = Arc::new(Config {
+    // Remote mail goes to a smarthost on a closed loopback port: the bounce
+    // to the remote sender leaves through the real SMTP path and is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = closed.local_addr().unwrap();
+    drop(closed);
+    let mut config = Config {
         hostname: "mx.example.org".into(),
         domains: vec!["example.org".into()],
         data_dir: tmp.path().to_path_buf(),
         ..Config::default()
-    });
+    };
+    config.delivery.smarthost = Some(relay.to_string());
+    let config = Arc::new(config);
     let spool = Arc::new(Spool::open(&config.spool_dir()).unwrap());
     let store = Arc::new(MailStore::new(
         &config.mailbox_template(),
@@ -83,8 +90,8 @@ async fn delivers_through_real_spool_store_and_directory() {
         assert_eq!(msgs[0].queue_id.as_deref(), Some(id.0.as_str()));
     }
 
-    // The bounce for ghost@ waits in the queue (its sender is remote, and
-    // remote delivery comes with issue 4).
+    // The bounce for ghost@ waits in the queue: its sender is remote and
+    // the smarthost refuses connections.
     let queued = spool.list().unwrap();
     let bounce = queued
         .iter()
@@ -96,7 +103,12 @@ async fn delivers_through_real_spool_store_and_directory() {
     eventually("the bounce was attempted", || {
         spool.get(&bounce.id).is_ok_and(|e| {
             e.recipients.iter().any(|r| {
-                r.address == "s@x.org" && r.status == RecipientStatus::Pending && r.attempts >= 1
+                r.address == "s@x.org"
+                    && r.status == RecipientStatus::Pending
+                    && r.attempts >= 1
+                    && r.last_error
+                        .as_deref()
+                        .is_some_and(|l| l.starts_with("4.4.1 "))
             })
         })
     })

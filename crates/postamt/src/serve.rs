@@ -7,7 +7,8 @@
 
 use anyhow::{Context, Result};
 use postamt_config::Config;
-use postamt_delivery::DeliveryAgent;
+use postamt_delivery::context::DEFAULT_MAX_IN_FLIGHT;
+use postamt_delivery::{DeliveryAgent, DkimSigning, RemoteDelivery};
 use postamt_directory::Directory;
 use postamt_directory::auth::Authenticator;
 use postamt_net::tls::TlsProvider;
@@ -137,12 +138,29 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     );
     let handshake_timeout = config.limits.idle_timeout.get().min(MAX_HANDSHAKE);
 
-    let agent = DeliveryAgent::new(
+    let dkim =
+        postamt_sender_auth::DkimSigner::load(&config).context("cannot load the DKIM keys")?;
+    if !dkim.domains().is_empty() {
+        tracing::info!(target: "postamt", domains = ?dkim.domains(), "DKIM signing keys loaded");
+    }
+    let remote = RemoteDelivery::from_config(&config, DEFAULT_MAX_IN_FLIGHT)
+        .context("cannot set up remote delivery")?
+        .with_signer(Arc::new(DkimSigning::new(dkim)));
+    let agent = DeliveryAgent::with_remote(
         Arc::clone(&config),
         Arc::clone(&directory),
         Arc::clone(&spool),
         Arc::clone(&store),
+        remote,
     );
+    let sender_auth = if config.sender_auth.verify {
+        Some(Arc::new(
+            postamt_sender_auth::SenderVerifier::new(&config)
+                .context("cannot set up SPF/DKIM/DMARC checks")?,
+        ))
+    } else {
+        None
+    };
     let agent_task = tokio::spawn(Arc::clone(&agent).run(shutdown.child_token()));
 
     let control_task = {
@@ -162,6 +180,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         spool: Arc::clone(&spool),
         tls: Some(Arc::clone(&tls)),
         auth: Arc::clone(&auth),
+        sender_auth,
     });
     let pctx = Arc::new(Pop3Context {
         config: Arc::clone(&config),

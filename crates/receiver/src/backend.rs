@@ -1,12 +1,14 @@
 //! The session's view of storage: checking a recipient against the
-//! directory, checking a login and who owns a sender address, and handing a
-//! message to the spool. A trait, so that the
+//! directory, checking a login and who owns a sender address, the inbound
+//! sender checks (SPF/DKIM/DMARC), and handing a message to the spool. A
+//! trait, so that the
 //! protocol state machine is tested with a fake; the real implementation
 //! works over [`ReceiverContext`](crate::ReceiverContext).
 
 use crate::ReceiverContext;
 use postamt_directory::auth::LoginFailed;
 use postamt_directory::{Destination, LocalDomains, ResolveError, UserInfo};
+use postamt_sender_auth::{Action, Verdict};
 use postamt_spool::{NewMessage, QueueId};
 use std::future::Future;
 use std::net::IpAddr;
@@ -38,6 +40,14 @@ pub enum SenderVerdict {
     TempFail(String),
 }
 
+/// The inbound sender checks of one message and what to do with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SenderCheck {
+    pub verdict: Verdict,
+    /// Per `[sender_auth] dmarc`.
+    pub action: Action,
+}
+
 /// The spool could not take the message.
 #[derive(Debug, Error)]
 #[error("enqueue failed: {0}")]
@@ -65,6 +75,29 @@ pub trait Backend: Send + Sync {
         address: &str,
         user: &str,
     ) -> impl Future<Output = SenderVerdict> + Send;
+
+    /// Whether inbound sender checks are on (`[sender_auth] verify`).
+    fn sender_checks_enabled(&self) -> bool {
+        false
+    }
+
+    /// SPF, DKIM and DMARC for a message received on the MX port from
+    /// `client_ip` after `HELO/EHLO helo` and `MAIL FROM:<mail_from>`
+    /// (empty for the null sender); `message` is what the client sent,
+    /// without our `Received:` header. Called only when
+    /// [`sender_checks_enabled`](Self::sender_checks_enabled); `None` when
+    /// the checks are off all the same.
+    /// The session bounds the wait ([`CHECK_TIMEOUT`](crate::authres::CHECK_TIMEOUT)).
+    fn check_sender(
+        &self,
+        message: &[u8],
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> impl Future<Output = Option<SenderCheck>> + Send {
+        let _ = (message, client_ip, helo, mail_from);
+        async { None }
+    }
 
     /// A fresh queue id, made before the body arrives so that our
     /// `Received:` header can name it.
@@ -127,6 +160,23 @@ impl Backend for ContextBackend {
             Ok(Err(ResolveError::Db(e))) => SenderVerdict::TempFail(e),
             Err(join) => SenderVerdict::TempFail(format!("directory lookup task failed: {join}")),
         }
+    }
+
+    fn sender_checks_enabled(&self) -> bool {
+        self.ctx.sender_auth.is_some()
+    }
+
+    async fn check_sender(
+        &self,
+        message: &[u8],
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> Option<SenderCheck> {
+        let verifier = self.ctx.sender_auth.as_ref()?;
+        let verdict = verifier.check(message, client_ip, helo, mail_from).await;
+        let action = verifier.action(&verdict);
+        Some(SenderCheck { verdict, action })
     }
 
     fn new_queue_id(&self) -> QueueId {

@@ -1,7 +1,8 @@
 //! End-to-end tests of [`handle_connection_with`] over the real
 //! [`ContextBackend`](crate::ContextBackend): an in-memory directory with
 //! argon2 passwords and aliases, the real authenticator (no delays), a
-//! spool in a temporary directory, and STARTTLS with the test certificate.
+//! spool in a temporary directory, STARTTLS with the test certificate, and
+//! the real sender verifier against a nameserver that never answers.
 
 use crate::testing::config;
 use crate::{ReceiverContext, SessionOptions, handle_connection_with};
@@ -10,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use postamt_directory::Directory;
 use postamt_directory::auth::Authenticator;
 use postamt_net::tls::testing::{TestTls, connector_trusting, self_signed, server_name};
+use postamt_sender_auth::{SenderVerifier, VerifyLimits};
 use postamt_spool::Spool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,10 @@ struct Env {
 }
 
 fn env() -> Env {
+    env_with(None)
+}
+
+fn env_with(sender_auth: Option<Arc<SenderVerifier>>) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let directory = Arc::new(Directory::open_in_memory().expect("directory"));
     directory
@@ -48,6 +54,7 @@ fn env() -> Env {
         spool,
         tls: Some(Arc::clone(&tls.provider)),
         auth,
+        sender_auth,
     });
     Env {
         ctx,
@@ -184,4 +191,65 @@ async fn mx_port_through_the_real_context_refuses_auth_and_relay() {
     say(&mut client, "QUIT", "221").await;
     task.await.expect("task");
     assert_eq!(env.ctx.auth.stats().hash_checks, 0, "no login attempted");
+}
+
+#[tokio::test]
+async fn mx_mail_is_accepted_with_temperror_when_dns_is_silent() {
+    // A nameserver that never answers: every lookup times out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    let mut cfg = config();
+    cfg.dns.nameservers = vec![silent.local_addr().expect("addr").to_string()];
+    // Short bounds keep the test quick; the path is the production one.
+    let limits = VerifyLimits {
+        query_timeout: Duration::from_millis(200),
+        spf_timeout: Duration::from_secs(1),
+        dkim_timeout: Duration::from_secs(1),
+        dmarc_timeout: Duration::from_secs(1),
+    };
+    let verifier = SenderVerifier::with_limits(&cfg, limits).expect("verifier");
+    let env = env_with(Some(Arc::new(verifier)));
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let peer: SocketAddr = "198.51.100.7:40000".parse().expect("addr");
+    let task = tokio::spawn(crate::handle_connection(
+        server,
+        peer,
+        Arc::clone(&env.ctx),
+        CancellationToken::new(),
+    ));
+    assert!(reply(&mut client).await.starts_with("220 "));
+    say(&mut client, "EHLO mail.remote.net", "250-").await;
+    say(&mut client, "MAIL FROM:<a@remote.net>", "250 2.1.0").await;
+    say(&mut client, "RCPT TO:<alice@example.org>", "250 2.1.5").await;
+    say(&mut client, "DATA", "354").await;
+    say(
+        &mut client,
+        "Authentication-Results: mx.example.org; dmarc=pass\r\nFrom: a@remote.net\r\nSubject: hi\r\n\r\nhello\r\n.",
+        "250 2.0.0 Ok: queued as ",
+    )
+    .await;
+    say(&mut client, "QUIT", "221").await;
+    task.await.expect("task");
+    drop(silent);
+
+    let list = env.ctx.spool.list().expect("spool list");
+    assert_eq!(list.len(), 1);
+    let message = env.ctx.spool.read_message(&list[0].id).expect("message");
+    let text = String::from_utf8(message).expect("utf8");
+    assert!(
+        text.starts_with("Authentication-Results: mx.example.org;"),
+        "{text}"
+    );
+    let received = text
+        .find("\r\nReceived: from mail.remote.net")
+        .expect("our Received");
+    let results = &text[..received];
+    assert!(results.contains("spf=temperror"), "{results}");
+    assert!(results.contains("dkim=none"), "{results}");
+    assert!(results.contains("dmarc=temperror"), "{results}");
+    assert_eq!(
+        text.matches("Authentication-Results:").count(),
+        1,
+        "the forged one is gone: {text}"
+    );
+    assert!(text.ends_with("\r\nFrom: a@remote.net\r\nSubject: hi\r\n\r\nhello\r\n"));
 }

@@ -202,6 +202,11 @@ impl BodyBuffer {
         self.overflow
     }
 
+    /// The length of the prefix (our trace header) at the start.
+    pub fn prefix_len(&self) -> usize {
+        self.prefix_len
+    }
+
     /// The message bytes received (without the prefix).
     pub fn message(&self) -> &[u8] {
         &self.data[self.prefix_len..]

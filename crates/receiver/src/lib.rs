@@ -7,17 +7,21 @@
 //! Layout: [`session`] is the protocol state machine (no I/O), [`mode`] the
 //! per-port options, [`sasl`] the AUTH exchanges, [`reply`] the reply texts,
 //! [`data`] the DATA/BDAT body decoders, [`received`] the trace header and
-//! hop count, [`address`] small envelope checks, [`command`] raw
+//! hop count, [`authres`] the inbound sender checks' headers (RFC 8601),
+//! [`header_edit`] the in-place header rewrite, [`address`] small envelope
+//! checks, [`command`] raw
 //! command-line parsing smtp-proto gets wrong, [`backend`] the storage seam
 //! (directory + authenticator + spool), [`handshake`] the TLS upgrade, and
 //! [`connection`] the tokio I/O.
 
 pub mod address;
+pub mod authres;
 pub mod backend;
 pub mod command;
 pub mod connection;
 pub mod data;
 pub mod handshake;
+pub mod header_edit;
 pub mod mode;
 pub mod received;
 pub mod reply;
@@ -30,7 +34,7 @@ mod testing;
 #[cfg(test)]
 mod context_tests;
 
-pub use backend::{Backend, ContextBackend, EnqueueError, RcptVerdict, SenderVerdict};
+pub use backend::{Backend, ContextBackend, EnqueueError, RcptVerdict, SenderCheck, SenderVerdict};
 pub use mode::{Mode, SessionOptions};
 pub use session::{Session, SessionStats};
 
@@ -38,6 +42,7 @@ use postamt_config::Config;
 use postamt_directory::Directory;
 use postamt_directory::auth::Authenticator;
 use postamt_net::tls::TlsProvider;
+use postamt_sender_auth::SenderVerifier;
 use postamt_spool::Spool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +59,10 @@ pub struct ReceiverContext {
     /// Login checks for SMTP AUTH (shared with POP3/IMAP: one set of
     /// failure counters and one credential cache per server).
     pub auth: Arc<Authenticator>,
+    /// Inbound SPF/DKIM/DMARC checks on the MX port (`Authentication-Results`
+    /// and the DMARC action); `None` = off (`[sender_auth] verify = false`).
+    /// Submission mail (authenticated users) is never checked.
+    pub sender_auth: Option<Arc<SenderVerifier>>,
 }
 
 /// Serves one connection on the MX port (plaintext start, STARTTLS when

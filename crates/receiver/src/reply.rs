@@ -327,6 +327,21 @@ pub fn too_many_hops() -> Reply {
     Reply::new(554, "5.4.6", "Too many hops (mail loop?)")
 }
 
+/// `550 5.7.1 <text>` the message fails the sender domain's DMARC
+/// policy: `text` is the verifier's reply (`550 5.7.1 Message rejected:
+/// ...`); its code and enhanced status, when present, are not repeated.
+pub fn sender_rejected(text: &str) -> Reply {
+    let text = text.trim();
+    let text = text.strip_prefix("550").map_or(text, str::trim_start);
+    let text = text.strip_prefix("5.7.1").map_or(text, str::trim_start);
+    let text = if text.is_empty() {
+        "Message rejected by the sender domain's policy"
+    } else {
+        text
+    };
+    Reply::new(550, "5.7.1", text)
+}
+
 /// `451 4.3.0` the spool could not store the message
 pub fn queue_failed() -> Reply {
     Reply::new(
@@ -434,6 +449,24 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_rejection_keeps_one_code() {
+        let r = sender_rejected("550 5.7.1 Message rejected: it fails the DMARC policy of x.net");
+        assert_eq!(
+            r.to_wire(),
+            b"550 5.7.1 Message rejected: it fails the DMARC policy of x.net\r\n"
+        );
+        assert_eq!(
+            sender_rejected("no code\r\nhere").to_wire(),
+            b"550 5.7.1 no code??here\r\n"
+        );
+        assert_eq!(
+            sender_rejected("550 5.7.1").to_wire(),
+            b"550 5.7.1 Message rejected by the sender domain's policy\r\n"
+        );
+        assert!(!sender_rejected("550 x").is_command_error());
+    }
 
     #[test]
     fn single_line_with_status() {

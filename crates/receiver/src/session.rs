@@ -3,18 +3,22 @@
 //! envelope in progress, the body being received, and the reply to every
 //! command. No I/O: the connection feeds it command lines and body bytes,
 //! and performs the TLS handshake when a step says [`Next::StartTls`];
-//! storage and logins are reached only through [`Backend`]. The AUTH
-//! command and its exchange live in the `auth` submodule.
+//! storage, logins and the inbound sender checks are reached only through
+//! [`Backend`]. The AUTH command and its exchange live in the `auth`
+//! submodule.
 
 use crate::address;
-use crate::backend::{Backend, RcptVerdict, SenderVerdict};
+use crate::authres;
+use crate::backend::{Backend, RcptVerdict, SenderCheck, SenderVerdict};
 use crate::command::{self, MAX_LINE};
 use crate::data::{BodyBuffer, ChunkReader, Discard, DotDecoder};
+use crate::header_edit;
 use crate::mode::{Mode, SessionOptions};
 use crate::received::{self, MAX_HOPS, TraceInfo};
 use crate::reply::{self, Reply};
 use crate::sasl::{self, Exchange, MAX_AUTH_LINE};
 use postamt_config::Config;
+use postamt_sender_auth::Action;
 use postamt_spool::{NewMessage, QueueId};
 use smtp_proto::{
     Error as ProtoError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_BY_NOTIFY,
@@ -760,6 +764,18 @@ impl Session {
         } else {
             txn.mail_from.clone()
         };
+        let queue_id = txn
+            .queue_id
+            .as_ref()
+            .map(|q| q.0.clone())
+            .unwrap_or_default();
+        let (data, quarantined) = match self
+            .prepare_message(buffer, &txn.mail_from, &helo, &queue_id, backend)
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(refusal) => return Step::reply(refusal),
+        };
         let msg = NewMessage {
             id: txn.queue_id,
             mail_from: txn.mail_from,
@@ -770,16 +786,131 @@ impl Session {
             eight_bit: txn.eight_bit,
             smtputf8: txn.smtputf8,
         };
-        match backend.enqueue(msg, buffer.into_bytes()).await {
+        match backend.enqueue(msg, data).await {
             Ok(id) => {
                 self.stats.messages += 1;
                 let user = self.auth_user.as_deref().unwrap_or("");
-                info!(queue_id = %id, %from, size, nrcpt, %peer, %helo, auth_user = %user, tls = self.tls_active, "message queued");
+                info!(queue_id = %id, %from, size, nrcpt, %peer, %helo, auth_user = %user, tls = self.tls_active, quarantine = quarantined, "message queued");
                 Step::reply(reply::queued(&id.0))
             }
             Err(e) => {
                 error!(%peer, %from, size, error = %e, "enqueue failed");
                 Step::reply(reply::queue_failed())
+            }
+        }
+    }
+
+    /// The bytes to spool. On the MX port the sender checks run first: their
+    /// `Authentication-Results` goes on top, the quarantine mark below our
+    /// `Received:`, or the message is refused (`Err`, the 550 reply). On
+    /// both ports incoming fields that claim to come from us are dropped
+    /// (RFC 8601 §5: a submission client is not a trusted MTA either).
+    /// Returns the bytes and whether the message carries the quarantine mark.
+    ///
+    /// Order: RFC 8601 §4.1 asks a verifier to insert its header above any
+    /// trace fields it prepends, so that the results known to be ours are
+    /// the topmost ones, above our own `Received:`; RFC 5321 §4.4 only asks
+    /// that `Received:` be prepended and earlier ones left untouched, which
+    /// holds. The quarantine mark is not a trace field: it follows our trace
+    /// block (RFC 5322 §3.6 `trace *optional-field`), above the older
+    /// `Received:` fields, never splitting our trace block.
+    async fn prepare_message<B: Backend>(
+        &self,
+        buffer: BodyBuffer,
+        mail_from: &str,
+        helo: &str,
+        queue_id: &str,
+        backend: &B,
+    ) -> Result<(Vec<u8>, bool), Reply> {
+        let (above, below) = if self.mode == Mode::Mx && backend.sender_checks_enabled() {
+            self.sender_checks(&buffer, mail_from, helo, queue_id, backend)
+                .await?
+        } else {
+            (String::new(), String::new())
+        };
+        let quarantined = !below.is_empty();
+        let prefix_len = buffer.prefix_len();
+        let mut data = buffer.into_bytes();
+        let hostname = self.config.hostname.as_str();
+        let removed = header_edit::edit(
+            &mut data,
+            prefix_len,
+            above.as_bytes(),
+            below.as_bytes(),
+            |name, value| authres::must_remove(name, value, hostname),
+        );
+        if removed > 0 {
+            info!(queue_id, peer = %self.peer, removed, "dropped incoming header fields claiming to be ours (Authentication-Results, quarantine mark)");
+        }
+        Ok((data, quarantined))
+    }
+
+    /// SPF, DKIM and DMARC through the backend, within
+    /// [`CHECK_TIMEOUT`](authres::CHECK_TIMEOUT), logged with the queue id.
+    /// Returns the `Authentication-Results` field and the quarantine mark
+    /// (empty strings when there is none), or the refusal. When the checks
+    /// do not answer in time the message is accepted with a `temperror`
+    /// result ([`authres::timed_out`]): no verdict, so nothing to enforce.
+    async fn sender_checks<B: Backend>(
+        &self,
+        buffer: &BodyBuffer,
+        mail_from: &str,
+        helo: &str,
+        queue_id: &str,
+        backend: &B,
+    ) -> Result<(String, String), Reply> {
+        let peer = self.peer;
+        let from = if mail_from.is_empty() {
+            "<>"
+        } else {
+            mail_from
+        };
+        // SPF needs the IPv4 address of an IPv4-mapped peer.
+        let ip = peer.ip().to_canonical();
+        let checked = tokio::time::timeout(
+            authres::CHECK_TIMEOUT,
+            backend.check_sender(buffer.message(), ip, helo, mail_from),
+        )
+        .await;
+        let check = match checked {
+            Ok(Some(check)) => check,
+            // Turned off after all: as if never on.
+            Ok(None) => return Ok((String::new(), String::new())),
+            Err(_) => {
+                warn!(
+                    queue_id,
+                    %peer,
+                    %from,
+                    timeout_secs = authres::CHECK_TIMEOUT.as_secs(),
+                    action = "accept",
+                    "sender authentication timed out, recorded as temperror"
+                );
+                return Ok((authres::timed_out(&self.config.hostname), String::new()));
+            }
+        };
+        let SenderCheck { verdict, action } = check;
+        info!(
+            queue_id,
+            %peer,
+            %from,
+            spf = authres::result_name(verdict.spf),
+            dkim = authres::result_name(verdict.dkim),
+            dmarc = authres::dmarc_name(verdict.dmarc),
+            from_domain = verdict.from_domain.as_deref().unwrap_or(""),
+            action = authres::action_name(&action),
+            "sender authentication"
+        );
+        let results = authres::with_crlf(verdict.authentication_results);
+        match action {
+            Action::Accept => Ok((results, String::new())),
+            Action::Quarantine => Ok((
+                results,
+                authres::quarantine_field(verdict.from_domain.as_deref()),
+            )),
+            Action::Reject(text) => {
+                let r = reply::sender_rejected(&text);
+                info!(queue_id, %peer, %from, reply = %r, "message rejected: sender domain's DMARC policy");
+                Err(r)
             }
         }
     }
@@ -842,3 +973,6 @@ mod tests;
 
 #[cfg(test)]
 mod secure_tests;
+
+#[cfg(test)]
+mod sender_auth_tests;

@@ -1,8 +1,8 @@
 //! Test support: a fake [`Backend`] with a fixed set of users, passwords
-//! and address owners that records what is enqueued, and a configuration
-//! for `example.org`.
+//! and address owners and a scripted sender check, that records what is
+//! enqueued and checked, and a configuration for `example.org`.
 
-use crate::backend::{Backend, EnqueueError, RcptVerdict, SenderVerdict};
+use crate::backend::{Backend, EnqueueError, RcptVerdict, SenderCheck, SenderVerdict};
 use postamt_config::Config;
 use postamt_directory::UserInfo;
 use postamt_directory::auth::LoginFailed;
@@ -23,6 +23,21 @@ pub struct FakeBackend {
     queued: Mutex<Vec<(NewMessage, Vec<u8>)>>,
     /// (user, password, ip) of every login tried.
     logins: Mutex<Vec<(String, String, IpAddr)>>,
+    /// What `check_sender` answers; `None` = checks off.
+    pub sender_check: Mutex<Option<SenderCheck>>,
+    /// `check_sender` never answers (a resolver stuck beyond every bound).
+    pub sender_check_hangs: AtomicBool,
+    /// Every sender check asked for.
+    checks: Mutex<Vec<CheckCall>>,
+}
+
+/// The arguments of one `check_sender` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckCall {
+    pub message: Vec<u8>,
+    pub client_ip: IpAddr,
+    pub helo: String,
+    pub mail_from: String,
 }
 
 /// Passwords of the fake accounts: `Alice` (stored spelling) and `bob`.
@@ -71,6 +86,16 @@ impl FakeBackend {
     /// The logins tried so far: (user, password, ip).
     pub fn logins(&self) -> Vec<(String, String, IpAddr)> {
         self.logins.lock().expect("test mutex").clone()
+    }
+
+    /// Answers every sender check with `check`.
+    pub fn set_sender_check(&self, check: SenderCheck) {
+        *self.sender_check.lock().expect("test mutex") = Some(check);
+    }
+
+    /// The sender checks asked for so far.
+    pub fn checks(&self) -> Vec<CheckCall> {
+        self.checks.lock().expect("test mutex").clone()
     }
 
     /// The addresses looked up so far.
@@ -126,6 +151,30 @@ impl Backend for FakeBackend {
             }
             _ => SenderVerdict::NotOwned,
         }
+    }
+
+    fn sender_checks_enabled(&self) -> bool {
+        self.sender_check.lock().expect("test mutex").is_some()
+            || self.sender_check_hangs.load(Ordering::Relaxed)
+    }
+
+    async fn check_sender(
+        &self,
+        message: &[u8],
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> Option<SenderCheck> {
+        self.checks.lock().expect("test mutex").push(CheckCall {
+            message: message.to_vec(),
+            client_ip,
+            helo: helo.to_string(),
+            mail_from: mail_from.to_string(),
+        });
+        if self.sender_check_hangs.load(Ordering::Relaxed) {
+            return std::future::pending().await;
+        }
+        self.sender_check.lock().expect("test mutex").clone()
     }
 
     fn new_queue_id(&self) -> QueueId {

@@ -1,9 +1,9 @@
 //! Turning a PEM certificate chain and private key into a rustls
 //! `CertifiedKey`, checking that the key belongs to the certificate.
 
-use super::info::{CertFields, parse_certificate};
 use super::error::TlsError;
 use super::info::CertInfo;
+use super::info::{CertFields, parse_certificate};
 use super::pem::{parse_chain, parse_key, read_file};
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;

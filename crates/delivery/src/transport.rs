@@ -1,0 +1,278 @@
+//! The SMTP client as remote delivery sees it: `SmtpConnector` opens a
+//! session to one address, `SmtpSession` runs a transaction. The real
+//! implementation wraps `postamt_smtp_client`; the unit tests script a fake.
+//! Also builds the client's shared configuration from `[delivery]`: our
+//! EHLO name, the timeouts, and the trust roots for verified TLS (the
+//! system's store plus `tls_ca_file`).
+
+use crate::dns::BoxFuture;
+use postamt_config::Config;
+use postamt_smtp_client::{
+    ClientConfig, ClientError, Connection, Credentials, Envelope, RecipientResult, Timeouts,
+    TlsPolicy,
+};
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tracing::warn;
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct ConnectTarget {
+    pub addr: SocketAddr,
+    /// The host name (MX or smarthost): verified against the certificate
+    /// when TLS is required, sent as SNI.
+    pub server_name: String,
+    pub tls: TlsPolicy,
+    /// AUTH at a smarthost.
+    pub credentials: Option<Credentials>,
+}
+
+impl std::fmt::Debug for ConnectTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectTarget")
+            .field("addr", &self.addr)
+            .field("server_name", &self.server_name)
+            .field("tls", &self.tls)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|c| c.user.as_str()),
+            )
+            .finish()
+    }
+}
+
+/// Opens SMTP sessions.
+pub trait SmtpConnector: Send + Sync {
+    /// Connects, reads the greeting, says EHLO, and does STARTTLS and AUTH
+    /// as the target asks.
+    fn connect<'a>(
+        &'a self,
+        target: &'a ConnectTarget,
+    ) -> BoxFuture<'a, Result<Box<dyn SmtpSession>, ClientError>>;
+}
+
+/// An open SMTP session.
+pub trait SmtpSession: Send {
+    /// Whether the session runs over TLS.
+    fn is_tls(&self) -> bool;
+    /// One transaction; one result per envelope recipient, in order.
+    fn send<'a>(
+        &'a mut self,
+        envelope: &'a Envelope,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<RecipientResult>, ClientError>>;
+    /// QUIT and close.
+    fn quit(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// The real client.
+pub struct SmtpClient {
+    config: ClientConfig,
+}
+
+impl SmtpClient {
+    pub fn new(config: ClientConfig) -> SmtpClient {
+        SmtpClient { config }
+    }
+}
+
+struct ClientSession(Connection);
+
+impl SmtpConnector for SmtpClient {
+    fn connect<'a>(
+        &'a self,
+        target: &'a ConnectTarget,
+    ) -> BoxFuture<'a, Result<Box<dyn SmtpSession>, ClientError>> {
+        Box::pin(async move {
+            let conn = Connection::open(
+                target.addr,
+                &target.server_name,
+                target.tls,
+                target.credentials.as_ref(),
+                &self.config,
+            )
+            .await?;
+            Ok(Box::new(ClientSession(conn)) as Box<dyn SmtpSession>)
+        })
+    }
+}
+
+impl SmtpSession for ClientSession {
+    fn is_tls(&self) -> bool {
+        self.0.is_tls()
+    }
+    fn send<'a>(
+        &'a mut self,
+        envelope: &'a Envelope,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<RecipientResult>, ClientError>> {
+        Box::pin(self.0.send(envelope, message))
+    }
+    fn quit(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.0.quit().await })
+    }
+}
+
+/// Why the client configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read tls_ca_file {0}: {1}")]
+    CaFile(String, String),
+    #[error("tls_ca_file {0} holds no usable certificate")]
+    NoCertificate(String),
+    #[error("cannot set up TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The client's timeouts from `[delivery]`: `connect_timeout`, then
+/// `command_timeout` for the greeting, each command and the data blocks,
+/// and `data_timeout` for the reply to the end of data.
+pub fn timeouts(cfg: &Config) -> Timeouts {
+    let d = &cfg.delivery;
+    Timeouts {
+        connect: d.connect_timeout.get(),
+        greeting: d.command_timeout.get(),
+        command: d.command_timeout.get(),
+        data_init: d.command_timeout.get(),
+        data_block: d.command_timeout.get(),
+        data_end: d.data_timeout.get(),
+    }
+}
+
+/// Adds the PEM certificates of `path` to `roots`; returns how many.
+pub fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<usize, TlsSetupError> {
+    let name = path.display().to_string();
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsSetupError::CaFile(name.clone(), e.to_string()))?;
+    let mut added = 0;
+    for cert in iter {
+        let cert = cert.map_err(|e| TlsSetupError::CaFile(name.clone(), e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsSetupError::CaFile(name.clone(), e.to_string()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(TlsSetupError::NoCertificate(name));
+    }
+    Ok(added)
+}
+
+/// The trust roots for verified TLS: the system's store (read from
+/// `/etc/ssl/certs` and friends, no network) plus `tls_ca_file`.
+pub fn trust_roots(cfg: &Config) -> Result<RootCertStore, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in native.errors.iter().take(3) {
+        warn!(error = %e, "problem reading the system's trusted certificates");
+    }
+    let (ok, bad) = roots.add_parsable_certificates(native.certs);
+    if bad > 0 {
+        warn!(
+            ignored = bad,
+            "some system certificates could not be used as trust roots"
+        );
+    }
+    let mut total = ok;
+    if let Some(path) = &cfg.delivery.tls_ca_file {
+        total += add_ca_file(&mut roots, path)?;
+    }
+    if total == 0 {
+        warn!(
+            "no trusted CA certificates (system store empty, no tls_ca_file): deliveries that require verified TLS will be deferred"
+        );
+    }
+    Ok(roots)
+}
+
+/// The rustls configuration for verified TLS over `roots` (ring, TLS 1.2
+/// and 1.3).
+pub fn verified_tls(roots: RootCertStore) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The SMTP client's configuration from `cfg`.
+pub fn client_config(cfg: &Config) -> Result<ClientConfig, TlsSetupError> {
+    Ok(ClientConfig {
+        helo_name: cfg.hostname.clone(),
+        timeouts: timeouts(cfg),
+        verified_tls: verified_tls(trust_roots(cfg)?)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postamt_config::HumanDuration;
+
+    #[test]
+    fn timeouts_follow_the_config() {
+        let mut cfg = Config::default();
+        cfg.delivery.connect_timeout = HumanDuration::secs(7);
+        cfg.delivery.command_timeout = HumanDuration::secs(11);
+        cfg.delivery.data_timeout = HumanDuration::secs(13);
+        let t = timeouts(&cfg);
+        assert_eq!(t.connect.as_secs(), 7);
+        assert_eq!((t.greeting.as_secs(), t.command.as_secs()), (11, 11));
+        assert_eq!(t.data_end.as_secs(), 13);
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut roots = RootCertStore::empty();
+        let missing = dir.path().join("nope.pem");
+        assert!(matches!(
+            add_ca_file(&mut roots, &missing),
+            Err(TlsSetupError::CaFile(..))
+        ));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap();
+        assert!(matches!(
+            add_ca_file(&mut roots, &empty),
+            Err(TlsSetupError::NoCertificate(_))
+        ));
+    }
+
+    #[test]
+    fn a_ca_file_is_read_as_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["ca2.test".to_string()]).unwrap();
+        std::fs::write(&path, format!("{}{}", ca.cert.pem(), other.cert.pem())).unwrap();
+        let mut roots = RootCertStore::empty();
+        assert_eq!(add_ca_file(&mut roots, &path).unwrap(), 2);
+        assert_eq!(roots.len(), 2);
+    }
+
+    #[test]
+    fn the_client_config_carries_our_name_and_the_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let mut cfg = Config {
+            hostname: "mx.example.org".into(),
+            ..Config::default()
+        };
+        cfg.delivery.tls_ca_file = Some(path);
+        let c = client_config(&cfg).unwrap();
+        assert_eq!(c.helo_name, "mx.example.org");
+        cfg.delivery.tls_ca_file = Some(dir.path().join("missing.pem"));
+        assert!(
+            client_config(&cfg).is_err(),
+            "a bad tls_ca_file stops the setup"
+        );
+    }
+}
