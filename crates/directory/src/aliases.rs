@@ -6,6 +6,7 @@ use crate::db::{db_err, now_unix, write_tx};
 use crate::names::{
     MAX_ALIAS_TARGETS, fold, is_wildcard, printable, validate_pattern, validate_target,
 };
+use crate::namespace::check_not_a_list;
 use crate::{Alias, Directory, DirectoryError};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -51,7 +52,9 @@ pub(crate) fn wildcard_aliases(conn: &Connection) -> rusqlite::Result<Vec<(Strin
 impl Directory {
     /// Adds an alias, or replaces the targets of an existing pattern
     /// (matched case-insensitively; the new spelling is kept). Targets are
-    /// kept in the given order, duplicates (any case) dropped.
+    /// kept in the given order, duplicates (any case) dropped. An exact
+    /// pattern whose local part a mailing list owns is refused
+    /// ([`DirectoryError::NameTaken`]).
     pub fn add_alias(&self, pattern: &str, targets: &[String]) -> Result<(), DirectoryError> {
         validate_pattern(pattern)?;
         if targets.is_empty() {
@@ -76,6 +79,10 @@ impl Directory {
         let key = fold(pattern);
         let mut conn = self.lock();
         let tx = write_tx(&mut conn)?;
+        if !is_wildcard(pattern) {
+            let local = pattern.split('@').next().unwrap_or(pattern);
+            check_not_a_list(&tx, pattern, local)?;
+        }
         tx.execute("DELETE FROM alias_targets WHERE pattern_lc = ?1", [&key])
             .map_err(db_err)?;
         tx.execute(

@@ -40,6 +40,65 @@ const MIGRATIONS: &[&str] = &[
         target        TEXT NOT NULL,
         PRIMARY KEY (pattern_lc, position)
     ) WITHOUT ROWID;",
+    // 2: mailing lists, members, pending confirmations and moderation;
+    // per-user forwards and auto-replies, and the auto-reply memory.
+    "CREATE TABLE lists (
+        name_lc          TEXT PRIMARY KEY NOT NULL,  -- lowercase, the unique key
+        name             TEXT NOT NULL,              -- as given at creation
+        owner            TEXT NOT NULL,              -- the owner's address
+        posting          TEXT NOT NULL DEFAULT 'members'
+                         CHECK (posting IN ('anyone', 'members', 'moderated')),
+        reply_to         TEXT NOT NULL DEFAULT 'list'
+                         CHECK (reply_to IN ('list', 'sender')),
+        subject_prefix   TEXT NOT NULL,              -- may be empty
+        max_message_size INTEGER NOT NULL DEFAULT 0  -- bytes; 0 = the server's limit
+                         CHECK (max_message_size >= 0),
+        created_at       INTEGER NOT NULL            -- unix seconds
+    ) WITHOUT ROWID;
+    CREATE TABLE list_members (
+        list_lc     TEXT NOT NULL REFERENCES lists (name_lc) ON DELETE CASCADE,
+        address_lc  TEXT NOT NULL,                   -- lowercase, the unique key
+        address     TEXT NOT NULL,                   -- local part as given, domain lowercase
+        added_at    INTEGER NOT NULL,
+        PRIMARY KEY (list_lc, address_lc)
+    ) WITHOUT ROWID;
+    CREATE TABLE list_pending (
+        token       TEXT PRIMARY KEY NOT NULL,       -- random, lowercase
+        list_lc     TEXT NOT NULL REFERENCES lists (name_lc) ON DELETE CASCADE,
+        address     TEXT NOT NULL,                   -- who asked or posted
+        action      TEXT NOT NULL CHECK (action IN ('subscribe', 'unsubscribe', 'post')),
+        payload     TEXT NOT NULL DEFAULT '',        -- e.g. the queue id of a held post
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX list_pending_list ON list_pending (list_lc);
+    CREATE INDEX list_pending_expiry ON list_pending (expires_at);
+    CREATE TABLE forwards (
+        user_lc     TEXT PRIMARY KEY NOT NULL REFERENCES users (name_lc) ON DELETE CASCADE,
+        keep_copy   INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE forward_targets (
+        user_lc     TEXT NOT NULL REFERENCES forwards (user_lc) ON DELETE CASCADE,
+        position    INTEGER NOT NULL,
+        address     TEXT NOT NULL,
+        PRIMARY KEY (user_lc, position)
+    ) WITHOUT ROWID;
+    CREATE TABLE autoreplies (
+        user_lc     TEXT PRIMARY KEY NOT NULL REFERENCES users (name_lc) ON DELETE CASCADE,
+        subject     TEXT NOT NULL,
+        body        TEXT NOT NULL,                   -- LF line ends
+        starts_at   INTEGER,                         -- unix seconds, inclusive; NULL = now
+        ends_at     INTEGER,                         -- unix seconds, exclusive; NULL = open
+        created_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE autoreply_sent (
+        user_lc     TEXT NOT NULL REFERENCES users (name_lc) ON DELETE CASCADE,
+        sender_lc   TEXT NOT NULL,                   -- the lowercased sender address
+        last_sent   INTEGER NOT NULL,
+        PRIMARY KEY (user_lc, sender_lc)
+    ) WITHOUT ROWID;
+    CREATE INDEX autoreply_sent_age ON autoreply_sent (last_sent);",
 ];
 
 /// The schema version this build writes and understands.
@@ -202,6 +261,73 @@ mod tests {
         drop(conn);
         let err = open(&path).expect_err("newer schema must be refused");
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    /// A database as version 1 left it, with users and aliases in it, is
+    /// brought to the current version without losing them.
+    #[test]
+    fn migrates_a_version_1_database_with_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dir.db");
+        {
+            let conn = Connection::open(&path).expect("create");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            conn.execute_batch("PRAGMA user_version = 1").expect("v1");
+            let hash = crate::password::hash_password("secret").expect("hash");
+            conn.execute(
+                "INSERT INTO users (name_lc, name, password_hash, admin, created_at)
+                 VALUES ('alice', 'Alice', ?1, 1, 1700000000)",
+                [&hash],
+            )
+            .expect("user");
+            conn.execute_batch(
+                "INSERT INTO aliases VALUES ('info', 'Info', 0, 1700000000);
+                 INSERT INTO alias_targets VALUES ('info', 0, 'alice');
+                 INSERT INTO alias_targets VALUES ('info', 1, 'x@remote.org');
+                 INSERT INTO aliases VALUES ('sales-*', 'sales-*', 1, 1700000000);
+                 INSERT INTO alias_targets VALUES ('sales-*', 0, 'alice');",
+            )
+            .expect("aliases");
+        }
+        let d = crate::Directory::open(&path).expect("open migrates");
+        assert_eq!(user_version(&d.lock()).expect("version"), SCHEMA_VERSION);
+        const { assert!(SCHEMA_VERSION >= 2) };
+        let users = d.list_users().expect("users");
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].name, "Alice");
+        assert!(users[0].admin);
+        assert!(
+            d.verify_password("alice", "secret")
+                .expect("verify")
+                .is_some()
+        );
+        let info = d.get_alias("info").expect("alias").expect("kept");
+        assert_eq!(info.targets, ["alice", "x@remote.org"]);
+        let local = crate::LocalDomains::new("example.org", ["example.org"], "postmaster");
+        assert_eq!(
+            d.resolve("sales-eu@example.org", &local),
+            Ok(vec![crate::Destination::Local {
+                user: "Alice".into()
+            }])
+        );
+        // The new tables work on the migrated file, tied to the old rows.
+        d.set_forward("alice", &["a@remote.org".to_owned()], true)
+            .expect("forward");
+        d.create_list(
+            "team",
+            &crate::ListOptions {
+                owner: Some("alice@example.org".into()),
+                ..Default::default()
+            },
+        )
+        .expect("list");
+        d.add_list_member("team", "alice@example.org")
+            .expect("member");
+        drop(d);
+        // Reopening finds nothing to migrate and everything in place.
+        let d = crate::Directory::open(&path).expect("reopen");
+        assert!(d.get_forward("alice").expect("get").is_some());
+        assert_eq!(d.list_members("team").expect("members").len(), 1);
     }
 
     #[test]

@@ -1,23 +1,44 @@
 //! The directory: user accounts (argon2id password hashes), aliases with `*`
-//! wildcards, and the resolution of an address to local users or remote
+//! wildcards, mailing lists, forwards and auto-replies, and the resolution of an address to local users or remote
 //! addresses. Stored in embedded SQLite (WAL), safe to share between the
 //! running server and the CLI.
 //!
-//! Modules: `db` (connection, schema, migrations), `names` (validation),
-//! `password` (argon2id), `users`, `aliases`, `resolve` (alias expansion,
+//! Since schema version 2 it also holds mailing lists (options, members,
+//! pending confirmations and held posts), per-user forwards and auto-replies,
+//! and the auto-reply memory ("already answered this sender").
+//!
+//! Modules: `db` (connection, schema, migrations), `names` (validation of
+//! names and addresses), `content` (validation of stored texts), `password`
+//! (argon2id), `users`, `aliases`, `lists`, `pending`, `forwards`,
+//! `autoreply`, `namespace` (one name, one owner: users, aliases and lists
+//! never shadow each other), `resolve` (alias expansion and classification,
 //! whose module documentation states the exact rules) and `auth` (logins
 //! with a credential cache and failure delays).
 
 mod aliases;
 pub mod auth;
+mod autoreply;
+pub mod content;
 mod db;
+mod forwards;
+mod lists;
 pub mod names;
+mod namespace;
 mod password;
+mod pending;
 pub mod resolve;
 mod users;
 
+pub use autoreply::{Autoreply, AutoreplyRule, DEFAULT_AUTOREPLY_PERIOD};
 pub use db::SCHEMA_VERSION;
-pub use names::validate_user_name;
+pub use forwards::{Forward, MAX_FORWARD_TARGETS};
+pub use lists::{
+    ListInfo, ListMember, ListOptions, ListSummary, MAX_LIST_MEMBERS, PostPermission, Posting,
+    ReplyTo,
+};
+pub use names::{ListRole, validate_user_name};
+pub use pending::{MAX_PENDING_PER_LIST, Pending, PendingAction, TOKEN_LEN, looks_like_token};
+pub use resolve::{Expansion, Target};
 
 use rusqlite::Connection;
 use std::path::Path;
@@ -45,6 +66,38 @@ pub enum DirectoryError {
     NoSuchAlias(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("invalid list name `{0}`: {1}")]
+    InvalidListName(String, String),
+    #[error("invalid address `{0}`: {1}")]
+    InvalidAddress(String, String),
+    /// A free text (auto-reply subject or body, list subject prefix, a
+    /// pending entry's payload) that may not be stored: which one, and why.
+    #[error("invalid {0}: {1}")]
+    InvalidText(&'static str, String),
+    #[error("invalid dates: {0}")]
+    InvalidDates(String),
+    /// A user, alias or list name that is already another thing's address.
+    #[error("the name `{name}` is taken: {by}")]
+    NameTaken { name: String, by: String },
+    #[error("list `{0}` already exists")]
+    ListExists(String),
+    #[error("no such list `{0}`")]
+    NoSuchList(String),
+    #[error("`{address}` is already a member of list `{list}`")]
+    AlreadyMember { list: String, address: String },
+    #[error("`{address}` is not a member of list `{list}`")]
+    NotMember { list: String, address: String },
+    #[error("user `{0}` has no forward")]
+    NoForward(String),
+    #[error("user `{0}` has no auto-reply")]
+    NoAutoreply(String),
+    #[error("no such confirmation or moderation token")]
+    NoSuchToken,
+    #[error("the confirmation or moderation token has expired")]
+    TokenExpired,
+    /// A count limit was reached (members, forward targets, pending entries).
+    #[error("{0}")]
+    TooMany(String),
 }
 
 /// An account as shown to admins (never the hash).
@@ -187,5 +240,17 @@ impl Directory {
     ) -> Result<Vec<Destination>, ResolveError> {
         let mut conn = self.lock();
         resolve::resolve(&mut conn, address, local)
+    }
+
+    /// Tells what a recipient address is, for the receiver (is it ours?) and
+    /// the delivery agent (what to do with it): a list, one of a list's
+    /// service addresses (`-request`, `-bounces`, `-owner`), or ordinary
+    /// destinations with users' forwards applied and lists reached through
+    /// aliases or forwards named. The exact rules are in the `resolve`
+    /// module. Unlike [`Directory::resolve`], which knows nothing of lists
+    /// and forwards, this is the call that decides acceptance at `RCPT`.
+    pub fn classify(&self, address: &str, local: &LocalDomains) -> Result<Target, ResolveError> {
+        let mut conn = self.lock();
+        resolve::classify(&mut conn, address, local)
     }
 }

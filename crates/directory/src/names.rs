@@ -1,6 +1,8 @@
 //! Validation and normalisation of the names the directory stores: user
-//! names (which become directory names under the mailbox root), alias
-//! patterns with `*` wildcards and alias targets; plus the wildcard matcher.
+//! names (which become directory names under the mailbox root), list names
+//! and their service-address suffixes, alias patterns with `*` wildcards,
+//! alias targets and full addresses (members, owners, forward targets);
+//! plus the wildcard matcher.
 //!
 //! Everything here is pure: no I/O, no database.
 
@@ -36,6 +38,130 @@ pub fn validate_user_name(name: &str) -> Result<(), DirectoryError> {
         return Err(bad());
     }
     Ok(())
+}
+
+/// Longest list name: the list's service addresses (`NAME-request`,
+/// `NAME-bounces`) must still fit the 64-byte local part.
+pub const MAX_LIST_NAME_LEN: usize = MAX_LOCAL_PART_LEN - "-bounces".len();
+
+/// Names no list may take: they have a fixed meaning in mail.
+const RESERVED_LIST_NAMES: &[&str] = &["postmaster", "mailer-daemon", "abuse"];
+
+/// The service addresses a list `NAME` owns besides `NAME` itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListRole {
+    /// `NAME-request`: subscribe/unsubscribe/help by mail.
+    Request,
+    /// `NAME-bounces`: the envelope sender of list mail; bounces come here.
+    Bounces,
+    /// `NAME-owner`: reaches the list's owner.
+    Owner,
+}
+
+impl ListRole {
+    pub const ALL: [ListRole; 3] = [ListRole::Request, ListRole::Bounces, ListRole::Owner];
+
+    /// The suffix, with its dash: `-request`, `-bounces`, `-owner`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ListRole::Request => "-request",
+            ListRole::Bounces => "-bounces",
+            ListRole::Owner => "-owner",
+        }
+    }
+
+    /// The local part of this service address of list `name`.
+    pub fn local_part(self, name: &str) -> String {
+        format!("{name}{}", self.suffix())
+    }
+}
+
+/// Splits `team-request` into (`team`, Request), and so on; case-insensitive.
+/// `None` when the name carries no list suffix or nothing before it.
+pub fn split_list_suffix(local: &str) -> Option<(&str, ListRole)> {
+    ListRole::ALL.into_iter().find_map(|role| {
+        let suffix = role.suffix();
+        let cut = local.len().checked_sub(suffix.len())?;
+        if cut == 0 || !local.is_char_boundary(cut) {
+            return None;
+        }
+        let (base, tail) = local.split_at(cut);
+        tail.eq_ignore_ascii_case(suffix).then_some((base, role))
+    })
+}
+
+/// Checks a list name: the user-name rules (a list and a user share the
+/// local-part namespace), at most [`MAX_LIST_NAME_LEN`] characters, not
+/// ending in a list suffix (`-request`, `-bounces`, `-owner`, which name a
+/// list's service addresses), and not `postmaster`, `mailer-daemon` or `abuse`.
+pub fn validate_list_name(name: &str) -> Result<(), DirectoryError> {
+    let bad = |why: String| DirectoryError::InvalidListName(printable(name), why);
+    if validate_user_name(name).is_err() {
+        return Err(bad(
+            "use letters, digits, '.', '-', '_', not starting with '.' or '-'".into(),
+        ));
+    }
+    if name.len() > MAX_LIST_NAME_LEN {
+        return Err(bad(format!(
+            "longer than {MAX_LIST_NAME_LEN} characters (its -request and -bounces addresses must fit 64)"
+        )));
+    }
+    if let Some((_, role)) = split_list_suffix(name) {
+        return Err(bad(format!(
+            "a list name cannot end in `{}`: that names one of a list's own addresses",
+            role.suffix()
+        )));
+    }
+    if RESERVED_LIST_NAMES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
+        return Err(bad("this name is reserved".into()));
+    }
+    Ok(())
+}
+
+/// Checks a full mail address (`local@domain`) that the directory stores as
+/// a list member, owner or forward target, and returns its stored form:
+/// the local part as given, the domain lowercased without a trailing dot.
+///
+/// Accepted: a dot-atom local part of at most 64 bytes (no quoting, no
+/// spaces, no RFC 5322 specials; UTF-8 allowed for SMTPUTF8), one `@`, and
+/// a domain of at most 255 bytes made of labels of letters, digits and
+/// inner `-` (or UTF-8), each at most 63 bytes. Address literals
+/// (`[192.0.2.1]`) are refused.
+pub fn normalize_address(address: &str) -> Result<String, DirectoryError> {
+    let bad = |why: String| DirectoryError::InvalidAddress(printable(address), why);
+    if !address.contains('@') {
+        return Err(bad("a full address `local@domain` is needed".into()));
+    }
+    // A trailing dot (the root) is allowed and dropped.
+    let trimmed = address.strip_suffix('.').unwrap_or(address);
+    let (local, domain) = split_checked(trimmed, "address").map_err(bad)?;
+    let domain = domain.unwrap_or_default();
+    if local.contains('*') {
+        return Err(bad("an address cannot contain the wildcard '*'".into()));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(bad(
+            "the local part has a leading, trailing or double '.'".into()
+        ));
+    }
+    for label in domain.split('.') {
+        if label.len() > 63 {
+            return Err(bad("a domain label is longer than 63 bytes".into()));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a domain label starts or ends with '-'".into()));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| c.is_ascii() && !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(bad(format!("the domain contains the character '{c}'")));
+        }
+    }
+    Ok(format!("{local}@{}", fold(&domain)))
 }
 
 /// Characters never allowed in a pattern or target: RFC 5322 "specials"
@@ -285,6 +411,113 @@ mod tests {
         assert!(specificity("*@example.org") > specificity("*"));
         assert!(specificity("sales-eu-*") > specificity("sales-*"));
         assert!(specificity("x*@example.org") > specificity("x*@*.org"));
+    }
+
+    #[test]
+    fn list_names() {
+        for n in [
+            "team",
+            "Team.EU",
+            "a",
+            "x_y-z",
+            &"a".repeat(MAX_LIST_NAME_LEN),
+        ] {
+            assert!(validate_list_name(n).is_ok(), "{n}");
+        }
+        let long = "a".repeat(MAX_LIST_NAME_LEN + 1);
+        for n in [
+            "",
+            "a b",
+            "../x",
+            ".x",
+            "-x",
+            "ä",
+            &long,
+            "team-request",
+            "team-Bounces",
+            "TEAM-OWNER",
+            "postmaster",
+            "Mailer-Daemon",
+            "abuse",
+        ] {
+            assert!(
+                matches!(
+                    validate_list_name(n),
+                    Err(DirectoryError::InvalidListName(..))
+                ),
+                "{n:?} should be rejected"
+            );
+        }
+        // The longest name's service addresses still fit a local part.
+        assert_eq!(
+            ListRole::Bounces
+                .local_part(&"a".repeat(MAX_LIST_NAME_LEN))
+                .len(),
+            MAX_LOCAL_PART_LEN
+        );
+    }
+
+    #[test]
+    fn list_suffixes() {
+        assert_eq!(
+            split_list_suffix("team-request"),
+            Some(("team", ListRole::Request))
+        );
+        assert_eq!(
+            split_list_suffix("Team-BOUNCES"),
+            Some(("Team", ListRole::Bounces))
+        );
+        assert_eq!(split_list_suffix("a-owner"), Some(("a", ListRole::Owner)));
+        assert_eq!(split_list_suffix("-owner"), None);
+        assert_eq!(split_list_suffix("owner"), None);
+        assert_eq!(split_list_suffix("team"), None);
+        assert_eq!(split_list_suffix("éé-owner"), Some(("éé", ListRole::Owner)));
+        assert_eq!(split_list_suffix("ä"), None);
+    }
+
+    #[test]
+    fn addresses_are_checked_and_normalised() {
+        assert_eq!(
+            normalize_address("Bob.Smith@Example.ORG.").expect("ok"),
+            "Bob.Smith@example.org"
+        );
+        assert_eq!(normalize_address("x@localhost").expect("ok"), "x@localhost");
+        assert_eq!(
+            normalize_address("jörg@bücher.de").expect("ok"),
+            "jörg@bücher.de"
+        );
+        for a in [
+            "",
+            "bob",
+            "@x.org",
+            "bob@",
+            "a@b@c.org",
+            "a b@x.org",
+            "a\r\n@x.org",
+            "a\r\nRCPT TO:<x>@x.org",
+            "<a@x.org>",
+            "a,b@x.org",
+            ".a@x.org",
+            "a.@x.org",
+            "a..b@x.org",
+            "a*@x.org",
+            "a@x..org",
+            "a@-x.org",
+            "a@x-.org",
+            "a@x_y.org",
+            "a@[192.0.2.1]",
+            "a@.org",
+        ] {
+            assert!(
+                matches!(
+                    normalize_address(a),
+                    Err(DirectoryError::InvalidAddress(..))
+                ),
+                "{a:?} should be rejected"
+            );
+        }
+        assert!(normalize_address(&format!("{}@x.org", "a".repeat(65))).is_err());
+        assert!(normalize_address(&format!("a@{}.org", "b".repeat(64))).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Address resolution: expands one recipient address through the aliases
-//! into final [`Destination`]s (local mailboxes and remote addresses).
+//! into final [`Destination`]s (local mailboxes and remote addresses); and
+//! classification, which also knows lists and forwards.
 //!
 //! # The rules
 //!
@@ -55,9 +56,52 @@
 //! [`crate::validate_user_name`]: it is safe as a path component.
 //!
 //! The whole resolution reads one consistent snapshot of the database.
+//!
+//! `resolve` knows nothing of mailing lists and forwards: a list address is
+//! unknown to it, and a user with a forward resolves to the user's mailbox
+//! (which is what the sender-ownership check of submission wants).
+//!
+//! # Classification ([`Directory::classify`])
+//!
+//! The receiver (is this recipient ours?) and the delivery agent (what do
+//! I do with it?) ask `classify`. For a remote address it gives
+//! `Deliver` with `Remote{address}`; an invalid one is `Unknown`. For a
+//! local address `l@d`, in this order:
+//!
+//! 1. `l` names a list (any case) → [`Target::List`];
+//! 2. `l` is `NAME-request`, `NAME-bounces` or `NAME-owner` of a list →
+//!    [`Target::ListRequest`], [`Target::ListBounces`], [`Target::ListOwner`];
+//! 3. otherwise the resolution rules above, with two additions, giving
+//!    [`Target::Deliver`] with an [`Expansion`]:
+//!    - an alias target or forward address that names a list adds that list
+//!      to [`Expansion::lists`] (a list's service address reached that way
+//!      is skipped like an unknown target);
+//!    - wherever a user is reached (rule 3, a bare target, a
+//!      self-reference, the postmaster's admins), the user goes into
+//!      [`Expansion::users`], and **the user's forward applies**: without a
+//!      forward, `Local{user}`; with one, `Local{user}` only if it keeps a
+//!      copy, plus each forward address expanded like an alias target (a
+//!      remote one is `Remote{address}`, a local one is resolved again by
+//!      these rules, its own forward included). A forward address that is
+//!      the user's own address (`user@` any local domain) means the
+//!      mailbox. Forward addresses that do not resolve are skipped with a
+//!      warning; if none resolves and no copy is kept, the mailbox gets the
+//!      message (mail is never dropped for a stale forward).
+//!
+//! A user reached again while their own forward is being expanded (`a`
+//! forwards to `b`, `b` forwards to `a`) is a loop:
+//! `ResolveError::Loop("a (forward)")`. A forward counts as one level
+//! against [`MAX_ALIAS_DEPTH`]. A user reached twice on different paths is
+//! expanded once. `Deliver` never carries an empty expansion (that is
+//! `Unknown`).
 
+#[cfg(doc)]
+use crate::Directory;
 use crate::aliases::{exact_targets, wildcard_aliases};
-use crate::names::{fold, is_full_address, specificity, wildcard_match};
+use crate::names::{
+    ListRole, fold, is_full_address, specificity, split_list_suffix, wildcard_match,
+};
+use crate::namespace::list_name;
 use crate::users::canonical_name;
 use crate::{Destination, LocalDomains, MAX_ALIAS_DEPTH, ResolveError};
 use rusqlite::Connection;
@@ -122,13 +166,97 @@ struct Resolver<'a> {
     /// Folded addresses found unknown.
     unknown: HashSet<String>,
     out: BTreeSet<Destination>,
+    /// Classification (`classify`) rather than plain resolution: lists
+    /// are found and users' forwards applied.
+    classify: bool,
+    /// Lists reached through aliases or forwards (stored names).
+    lists: BTreeSet<String>,
+    /// Users reached (stored names), forwarded or not.
+    users: BTreeSet<String>,
+    /// Folded names of the users whose forward is being expanded.
+    forwarding: Vec<String>,
+    /// Folded names of the users already handled.
+    users_done: HashSet<String>,
 }
 
 fn db(e: rusqlite::Error) -> ResolveError {
     ResolveError::Db(e.to_string())
 }
 
-impl Resolver<'_> {
+impl<'a> Resolver<'a> {
+    fn new(conn: &'a Connection, domains: &'a LocalDomains, classify: bool) -> Resolver<'a> {
+        Resolver {
+            conn,
+            domains,
+            wildcards: None,
+            path: Vec::new(),
+            done: HashSet::new(),
+            unknown: HashSet::new(),
+            out: BTreeSet::new(),
+            classify,
+            lists: BTreeSet::new(),
+            users: BTreeSet::new(),
+            forwarding: Vec::new(),
+            users_done: HashSet::new(),
+        }
+    }
+
+    /// A local user is reached (at `depth`): their mailbox, or in
+    /// classification mode their forward, applies.
+    fn user(&mut self, user: String, depth: usize) -> Result<(), ResolveError> {
+        if !self.classify {
+            self.out.insert(Destination::Local { user });
+            return Ok(());
+        }
+        let key = fold(&user);
+        if self.forwarding.contains(&key) {
+            return Err(ResolveError::Loop(format!("{user} (forward)")));
+        }
+        self.users.insert(user.clone());
+        if !self.users_done.insert(key.clone()) {
+            return Ok(());
+        }
+        let Some(forward) = crate::forwards::lookup(self.conn, &key).map_err(db)? else {
+            self.out.insert(Destination::Local { user });
+            return Ok(());
+        };
+        if depth >= MAX_ALIAS_DEPTH {
+            return Err(ResolveError::TooDeep(MAX_ALIAS_DEPTH));
+        }
+        if forward.keep_copy {
+            self.out.insert(Destination::Local { user: user.clone() });
+        }
+        self.forwarding.push(key.clone());
+        let mut delivered = forward.keep_copy;
+        let mut result = Ok(());
+        for address in &forward.addresses {
+            // The user's own address means the mailbox, directly.
+            if matches!(parse(address, self.domains), Addr::Local { ref local, .. } if fold(local) == key)
+            {
+                self.out.insert(Destination::Local { user: user.clone() });
+                delivered = true;
+                continue;
+            }
+            match self.target(address, depth + 1) {
+                Ok(()) => delivered = true,
+                Err(ResolveError::Unknown) => {
+                    tracing::warn!(user = %user, target = %address, "forward target does not resolve; skipped");
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.forwarding.pop();
+        result?;
+        if !delivered {
+            tracing::warn!(user = %user, "no forward target resolves; delivering to the mailbox");
+            self.out.insert(Destination::Local { user });
+        }
+        Ok(())
+    }
+
     /// Resolves an input address (the top level).
     fn address(&mut self, address: &str) -> Result<(), ResolveError> {
         match parse(address, self.domains) {
@@ -148,8 +276,7 @@ impl Resolver<'_> {
         if !target.contains('@')
             && let Some(user) = canonical_name(self.conn, target).map_err(db)?
         {
-            self.out.insert(Destination::Local { user });
-            return Ok(());
+            return self.user(user, depth);
         }
         match parse(target, self.domains) {
             Addr::Remote => {
@@ -163,8 +290,7 @@ impl Resolver<'_> {
                 if self.path.last() == Some(&key)
                     && let Some(user) = canonical_name(self.conn, &local).map_err(db)?
                 {
-                    self.out.insert(Destination::Local { user });
-                    return Ok(());
+                    return self.user(user, depth);
                 }
                 self.local(&local, &domain, depth)
             }
@@ -204,6 +330,20 @@ impl Resolver<'_> {
         key: &str,
         depth: usize,
     ) -> Result<(), ResolveError> {
+        // 0. (classification only): a list.
+        if self.classify {
+            if let Some(name) = list_name(self.conn, local_lc).map_err(db)? {
+                self.lists.insert(name);
+                return Ok(());
+            }
+            if let Some((base, _)) = split_list_suffix(local_lc)
+                && list_name(self.conn, base).map_err(db)?.is_some()
+            {
+                // A list's service address reached through an alias or a
+                // forward: not a place a copy can go.
+                return Err(ResolveError::Unknown);
+            }
+        }
         // 1. and 2.: exact aliases.
         if let Some(targets) = exact_targets(self.conn, key).map_err(db)? {
             return self.expand(key, &targets, depth);
@@ -213,8 +353,7 @@ impl Resolver<'_> {
         }
         // 3.: a user.
         if let Some(user) = canonical_name(self.conn, local_lc).map_err(db)? {
-            self.out.insert(Destination::Local { user });
-            return Ok(());
+            return self.user(user, depth);
         }
         // 4.: the most specific wildcard.
         if let Some(targets) = self.best_wildcard(local_lc, key)? {
@@ -238,7 +377,7 @@ impl Resolver<'_> {
                 });
             }
             for user in admins {
-                self.out.insert(Destination::Local { user });
+                self.user(user, depth)?;
             }
             return Ok(());
         }
@@ -308,15 +447,7 @@ pub(crate) fn resolve(
 ) -> Result<Vec<Destination>, ResolveError> {
     // A read transaction: one snapshot for every lookup below.
     let tx = conn.transaction().map_err(db)?;
-    let mut r = Resolver {
-        conn: &tx,
-        domains,
-        wildcards: None,
-        path: Vec::new(),
-        done: HashSet::new(),
-        unknown: HashSet::new(),
-        out: BTreeSet::new(),
-    };
+    let mut r = Resolver::new(&tx, domains, false);
     r.address(address)?;
     let out = std::mem::take(&mut r.out);
     drop(r);
@@ -325,5 +456,102 @@ pub(crate) fn resolve(
     Ok(out.into_iter().collect())
 }
 
+/// What a recipient address is; see [`Directory::classify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `NAME@local-domain`: the list itself (stored name).
+    List { name: String },
+    /// `NAME-request@`: requests by mail (subscribe, unsubscribe, help).
+    ListRequest { name: String },
+    /// `NAME-bounces@`: the envelope sender of list mail; bounces arrive here.
+    ListBounces { name: String },
+    /// `NAME-owner@`: goes to the list's owner address.
+    ListOwner { name: String },
+    /// Anything else that is deliverable: see [`Expansion`].
+    Deliver(Expansion),
+}
+
+/// Where a non-list address leads, forwards applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expansion {
+    /// Mailboxes and remote addresses that get a copy, deduplicated and
+    /// sorted (local first), as [`Directory::resolve`] orders them.
+    ///
+    /// [`Directory::resolve`]: crate::Directory::resolve
+    pub destinations: Vec<Destination>,
+    /// Lists reached through an alias or a forward (stored names, sorted):
+    /// the message goes to each as if addressed to it.
+    pub lists: Vec<String>,
+    /// Every local user the address reached (stored names, sorted),
+    /// whether their mailbox keeps the message or their forward sends it
+    /// on: the users whose auto-reply may answer.
+    pub users: Vec<String>,
+}
+
+impl Expansion {
+    /// Whether nothing receives the message.
+    pub fn is_empty(&self) -> bool {
+        self.destinations.is_empty() && self.lists.is_empty()
+    }
+}
+
+/// Classifies `address` on `conn` (see the module documentation).
+pub(crate) fn classify(
+    conn: &mut Connection,
+    address: &str,
+    domains: &LocalDomains,
+) -> Result<Target, ResolveError> {
+    let tx = conn.transaction().map_err(db)?;
+    let target = classify_in(&tx, address, domains)?;
+    tx.rollback().map_err(db)?;
+    Ok(target)
+}
+
+fn classify_in(
+    conn: &Connection,
+    address: &str,
+    domains: &LocalDomains,
+) -> Result<Target, ResolveError> {
+    let (local, domain) = match parse(address, domains) {
+        Addr::Invalid => return Err(ResolveError::Unknown),
+        Addr::Remote => {
+            return Ok(Target::Deliver(Expansion {
+                destinations: vec![Destination::Remote {
+                    address: address.to_owned(),
+                }],
+                ..Expansion::default()
+            }));
+        }
+        Addr::Local { local, domain } => (local, domain),
+    };
+    let local_lc = fold(&local);
+    if let Some(name) = list_name(conn, &local_lc).map_err(db)? {
+        return Ok(Target::List { name });
+    }
+    if let Some((base, role)) = split_list_suffix(&local_lc)
+        && let Some(name) = list_name(conn, base).map_err(db)?
+    {
+        return Ok(match role {
+            ListRole::Request => Target::ListRequest { name },
+            ListRole::Bounces => Target::ListBounces { name },
+            ListRole::Owner => Target::ListOwner { name },
+        });
+    }
+    let mut r = Resolver::new(conn, domains, true);
+    r.local(&local, &domain, 0)?;
+    let expansion = Expansion {
+        destinations: std::mem::take(&mut r.out).into_iter().collect(),
+        lists: std::mem::take(&mut r.lists).into_iter().collect(),
+        users: std::mem::take(&mut r.users).into_iter().collect(),
+    };
+    if expansion.is_empty() {
+        return Err(ResolveError::Unknown);
+    }
+    Ok(Target::Deliver(expansion))
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod classify_tests;

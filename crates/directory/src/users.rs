@@ -6,6 +6,7 @@
 
 use crate::db::{db_err, is_constraint_violation, now_unix, write_tx};
 use crate::names::{fold, printable, validate_user_name};
+use crate::namespace::check_not_a_list;
 use crate::{Directory, DirectoryError, UserInfo, password};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -55,8 +56,9 @@ pub(crate) fn admin_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 
 impl Directory {
     /// Creates a user. Errors: [`DirectoryError::InvalidUserName`],
-    /// [`DirectoryError::UserExists`] (any case), [`DirectoryError::Hash`]
-    /// for an empty or over-long password.
+    /// [`DirectoryError::UserExists`] (any case), [`DirectoryError::NameTaken`]
+    /// when a mailing list owns the name (`team`, `team-request`, ...),
+    /// [`DirectoryError::Hash`] for an empty or over-long password.
     pub fn add_user(&self, name: &str, password: &str, admin: bool) -> Result<(), DirectoryError> {
         validate_user_name(name)?;
         // Cheap existence check first, so a duplicate does not cost a hash;
@@ -64,9 +66,12 @@ impl Directory {
         if self.get_user(name)?.is_some() {
             return Err(DirectoryError::UserExists(name.to_owned()));
         }
+        check_not_a_list(&self.lock(), name, name)?;
         let hash = password::hash_password(password)?;
         let mut conn = self.lock();
         let tx = write_tx(&mut conn)?;
+        // Again under the write lock: a list may have appeared meanwhile.
+        check_not_a_list(&tx, name, name)?;
         let inserted = tx.execute(
             "INSERT INTO users (name_lc, name, password_hash, admin, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -84,8 +89,9 @@ impl Directory {
         Ok(())
     }
 
-    /// Deletes a user's account. Mail stays on disk; aliases naming the user
-    /// stay too (they then resolve as plain addresses).
+    /// Deletes a user's account, with its forward, auto-reply and auto-reply
+    /// memory. Mail stays on disk; aliases and list memberships naming the
+    /// user stay too (they then resolve as plain addresses).
     pub fn delete_user(&self, name: &str) -> Result<(), DirectoryError> {
         let mut conn = self.lock();
         let tx = write_tx(&mut conn)?;

@@ -1,12 +1,20 @@
-//! Admin operations: the one place where users, aliases and the queue are
-//! changed on an admin's behalf. The CLI calls these today; the web admin
-//! and its JSON API call the same functions, so neither has logic the other
-//! lacks.
+//! Admin operations: the one place where users, aliases, mailing lists,
+//! auto-replies, forwards and the queue are changed on an admin's behalf.
+//! The CLI calls these today; the web admin and its JSON API call the same
+//! functions, so neither has logic the other lacks.
 
 pub mod control;
+mod lists;
 mod queue;
+mod user_rules;
 
+pub use lists::{ListDeleted, ListOption};
+/// The directory types the list, auto-reply and forward operations return.
+pub use postamt_directory::{
+    Autoreply, Forward, ListInfo, ListMember, ListOptions, ListSummary, Posting, ReplyTo,
+};
 pub use queue::{QueueEntry, QueueOps};
+pub use user_rules::{AutoreplyState, autoreply_window};
 
 use postamt_config::Config;
 use postamt_directory::{Alias, Directory, DirectoryError, UserInfo};

@@ -1,9 +1,10 @@
-//! The admin verbs of the CLI (`check-config`, `user`, `alias`, `queue`):
-//! argument handling and printing around the shared `postamt_ops` operations.
+//! The admin verbs of the CLI (`check-config`, `user`, `alias`, `list`,
+//! `autoreply`, `forward`, `queue`, `dkim`, `dns-records`): argument
+//! handling and printing around the shared `postamt_ops` operations.
 
-use crate::cli::{AliasCmd, DkimCmd, QueueCmd, UserCmd};
+use crate::cli::{AliasCmd, AutoreplyCmd, DkimCmd, ForwardCmd, ListCmd, QueueCmd, UserCmd};
 use anyhow::{Context, Result, bail};
-use postamt_ops::Admin;
+use postamt_ops::{Admin, Autoreply, AutoreplyState, Forward, ListInfo};
 use postamt_spool::RecipientStatus;
 use std::io::BufRead;
 use std::path::Path;
@@ -116,6 +117,222 @@ pub fn alias(path: &Path, cmd: AliasCmd) -> Result<()> {
                 println!("{}\t{}", a.pattern, a.targets.join(", "));
             }
         }
+    }
+    Ok(())
+}
+
+fn date(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A list's addresses and options, one `key: value` per line.
+fn print_list(info: &ListInfo, members: Option<u64>, domain: &str) {
+    println!("list:         {}", info.name);
+    println!("address:      {}@{domain}", info.name);
+    println!("requests:     {}-request@{domain}", info.name);
+    println!("bounces:      {}-bounces@{domain}", info.name);
+    println!(
+        "owner:        {} (also {}-owner@{domain})",
+        info.owner, info.name
+    );
+    println!("posting:      {}", info.posting);
+    println!("reply-to:     {}", info.reply_to);
+    println!("prefix:       {:?}", info.subject_prefix);
+    if info.max_message_size == 0 {
+        println!("max size:     the server's limit");
+    } else {
+        println!("max size:     {} bytes", info.max_message_size);
+    }
+    if let Some(n) = members {
+        println!("members:      {n}");
+    }
+    println!("created:      {}", date(info.created_at));
+}
+
+pub fn list(path: &Path, cmd: ListCmd) -> Result<()> {
+    let admin = open_admin(path)?;
+    let domain = admin.config.primary_domain();
+    match cmd {
+        ListCmd::Create { name, options } => {
+            let info = admin.list_create(&name, &options.to_options())?;
+            println!("list {} created", info.name);
+            print_list(&info, Some(0), &domain);
+        }
+        ListCmd::Set { name, options } => {
+            let info = admin.list_set_options(&name, &options.to_options())?;
+            println!("list {} changed", info.name);
+            print_list(&info, None, &domain);
+        }
+        ListCmd::Delete { name } => {
+            let d = admin.list_delete(&name)?;
+            println!(
+                "list {} deleted ({} removed, {} discarded, {} dropped)",
+                d.name,
+                plural(d.members, "member", "members"),
+                plural(d.held_posts_discarded, "held post", "held posts"),
+                plural(
+                    d.confirmations_dropped,
+                    "open confirmation",
+                    "open confirmations"
+                ),
+            );
+        }
+        ListCmd::Subscribe { name, address } => {
+            let m = admin.list_subscribe(&name, &address)?;
+            println!("{} subscribed to {name}", m.address);
+        }
+        ListCmd::Unsubscribe { name, address } => {
+            let address = admin.list_unsubscribe(&name, &address)?;
+            println!("{address} unsubscribed from {name}");
+        }
+        ListCmd::Members { name } => {
+            let members = admin.list_members(&name)?;
+            if members.is_empty() {
+                eprintln!("list {name} has no members");
+            }
+            for m in members {
+                println!("{}", m.address);
+            }
+        }
+        ListCmd::Show { name } => {
+            let s = admin.list_show(&name)?;
+            print_list(&s.list, Some(s.members), &domain);
+        }
+        ListCmd::List => {
+            let lists = admin.lists()?;
+            if lists.is_empty() {
+                eprintln!("no lists");
+            }
+            for s in lists {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    s.list.name,
+                    plural(
+                        usize::try_from(s.members).unwrap_or(usize::MAX),
+                        "member",
+                        "members"
+                    ),
+                    s.list.posting,
+                    s.list.owner
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Longest file `autoreply set --body-file` reads (the directory takes 64 KiB).
+const MAX_BODY_FILE: u64 = 1024 * 1024;
+
+fn read_body_file(path: &Path) -> Result<String> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.len() > MAX_BODY_FILE {
+        bail!("{} is larger than 1 MiB", path.display());
+    }
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))
+}
+
+/// When an auto-reply answers, in words.
+fn autoreply_window_text(a: &Autoreply) -> String {
+    let from = a
+        .starts_at
+        .map(|s| format!("from {} 00:00 UTC", date(s)))
+        .unwrap_or_else(|| "from now".into());
+    let until = a
+        .ends_at
+        .map(|e| format!("until the end of {} UTC", date(e - 1)))
+        .unwrap_or_else(|| "until switched off".into());
+    format!("{from} {until}")
+}
+
+fn print_autoreply(a: &Autoreply) {
+    let now = chrono::Utc::now().timestamp();
+    println!("user:     {}", a.user);
+    println!("state:    {}", AutoreplyState::of(a, now).as_str());
+    println!("answers:  {}", autoreply_window_text(a));
+    println!("subject:  {}", a.subject);
+    println!("set:      {}", date(a.created_at));
+    println!();
+    println!("{}", a.body.trim_end());
+}
+
+pub fn autoreply(path: &Path, cmd: AutoreplyCmd) -> Result<()> {
+    let admin = open_admin(path)?;
+    match cmd {
+        AutoreplyCmd::Set {
+            user,
+            subject,
+            body,
+            body_file,
+            from,
+            until,
+        } => {
+            let body = match (body, body_file) {
+                (Some(b), _) => b,
+                (None, Some(p)) => read_body_file(&p)?,
+                (None, None) => bail!("give the reply's text with --body or --body-file"),
+            };
+            let a = admin.autoreply_set(&user, &subject, &body, from, until)?;
+            let now = chrono::Utc::now().timestamp();
+            println!(
+                "auto-reply of {} set ({}), answering {}; each sender gets it at most once in 7 days",
+                a.user,
+                AutoreplyState::of(&a, now).as_str(),
+                autoreply_window_text(&a)
+            );
+        }
+        AutoreplyCmd::Off { user } => {
+            admin.autoreply_off(&user)?;
+            println!("auto-reply of {user} switched off");
+        }
+        AutoreplyCmd::Show { user } => match admin.autoreply_show(&user)? {
+            Some(a) => print_autoreply(&a),
+            None => println!("{user} has no auto-reply"),
+        },
+    }
+    Ok(())
+}
+
+fn forward_text(f: &Forward) -> String {
+    format!(
+        "mail to {} goes to {}{}",
+        f.user,
+        f.addresses.join(", "),
+        if f.keep_copy {
+            "; a copy stays in the mailbox"
+        } else {
+            "; no copy stays in the mailbox"
+        }
+    )
+}
+
+pub fn forward(path: &Path, cmd: ForwardCmd) -> Result<()> {
+    let admin = open_admin(path)?;
+    match cmd {
+        ForwardCmd::Set {
+            user,
+            addresses,
+            keep_copy,
+        } => {
+            let f = admin.forward_set(&user, &addresses, keep_copy)?;
+            println!("forward set: {}", forward_text(&f));
+        }
+        ForwardCmd::Off { user } => {
+            admin.forward_off(&user)?;
+            println!("forward of {user} removed; mail goes to the mailbox");
+        }
+        ForwardCmd::Show { user } => match admin.forward_show(&user)? {
+            Some(f) => println!("{}", forward_text(&f)),
+            None => println!("{user} has no forward; mail goes to the mailbox"),
+        },
     }
     Ok(())
 }
