@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Postamt, find_binary
+from support import SECURE_LISTEN, Postamt, find_binary
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +63,53 @@ def postamt_factory(postamt_bin, tmp_path_factory):
         finally:
             srv.kill9()
     assert not errors, "\n".join(errors)
+
+
+@pytest.fixture(scope="module")
+def secure_server(postamt_bin, tmp_path_factory):
+    """Like `server`, with every port of issue 3 listening (smtp, submission,
+    submissions, pop3, pop3s) and no `[tls]`: the self-signed certificate."""
+    srv = Postamt(postamt_bin, tmp_path_factory.mktemp("postamt"), {"listen": SECURE_LISTEN})
+    srv.start()
+    try:
+        yield srv
+        srv.stop()
+    finally:
+        srv.kill9()
+
+
+# --------------------------------------------------------------------------
+# Remote delivery (issue 4): a stub DNS server and scripted SMTP sinks.
+
+
+@pytest.fixture
+def dns_stub():
+    """A stub DNS server on loopback (UDP+TCP); `dns_stub.addr` goes into
+    `[dns] nameservers`. Stopped after the test."""
+    from dnsstub import DnsStub
+
+    stub = DnsStub().start()
+    try:
+        yield stub
+    finally:
+        stub.stop()
+
+
+@pytest.fixture
+def sink_factory():
+    """Makes SMTP sinks: `make(host, port=0, **options)` (see sinks.Sink).
+    Every sink is stopped after the test."""
+    from sinks import Sink
+
+    made = []
+
+    def make(host: str, port: int = 0, **kwargs):
+        sink = Sink(host, port, **kwargs)
+        made.append(sink)
+        return sink
+
+    try:
+        yield make
+    finally:
+        for sink in made:
+            sink.stop()

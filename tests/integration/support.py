@@ -16,6 +16,7 @@ import secrets
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -185,6 +186,9 @@ def base_config(data_dir: Path) -> dict:
         "logging": {"receiver": True, "delivery": True, "retrieval": True, "level": "info"},
         # Nothing in these tests may resolve names on the network.
         "dns": {"nameservers": ["127.0.0.1:1"]},
+        # SPF/DKIM/DMARC lookups would each wait for the DNS timeout here;
+        # the sender-auth tests turn them on with a stub DNS server.
+        "sender_auth": {"verify": False},
     }
 
 
@@ -203,9 +207,61 @@ class RawClient:
 
     MAX_LINE = 64 * 1024
 
-    def __init__(self, addr: tuple[str, int], timeout: float = 30.0):
-        self.sock = socket.create_connection(addr, timeout=timeout)
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        timeout: float = 30.0,
+        source_address: tuple[str, int] | None = None,
+    ):
+        self.sock = socket.create_connection(addr, timeout=timeout, source_address=source_address)
         self.buf = b""
+
+    # ---- TLS (issue 3)
+
+    def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None = HOSTNAME) -> None:
+        """Wraps the socket in TLS after a STARTTLS/STLS reply. Nothing may
+        be left unread in plaintext: the server must not have said more."""
+        assert self.buf == b"", f"the server sent more in plaintext after agreeing to TLS: {self.buf!r}"
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+
+    @classmethod
+    def implicit_tls(
+        cls,
+        addr: tuple[str, int],
+        ctx: ssl.SSLContext,
+        server_hostname: str | None = HOSTNAME,
+        timeout: float = 30.0,
+        source_address: tuple[str, int] | None = None,
+    ) -> "RawClient":
+        """A client whose TLS handshake is the first thing on the wire."""
+        c = cls(addr, timeout, source_address)
+        try:
+            c.start_tls(ctx, server_hostname)
+        except BaseException:
+            c.close()
+            raise
+        return c
+
+    def unsolicited(self, wait: float = 1.0) -> bytes:
+        """Whatever the server says within `wait` seconds without being asked
+        (expected: nothing). Restores the socket timeout."""
+        old = self.sock.gettimeout()
+        self.sock.settimeout(wait)
+        got = self.buf
+        self.buf = b""
+        try:
+            while len(got) < self.MAX_LINE:
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except (TimeoutError, socket.timeout):
+            pass
+        except ssl.SSLWantReadError:
+            pass
+        finally:
+            self.sock.settimeout(old)
+        return got
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -458,6 +514,128 @@ class Postamt:
         with self.smtp() as s:
             return send_on(s, sender, rcpts, data, mail_options)
 
+    # ---- TLS and submission (issue 3)
+
+    @property
+    def self_signed_cert(self) -> Path:
+        """Where the server keeps the certificate it makes when `[tls]` is unset."""
+        return self.data_dir / SELF_SIGNED_CERT
+
+    @property
+    def cafile(self) -> Path:
+        """What a client trusts: the configured `[tls] cert`, else the self-signed one."""
+        configured = self.config.get("tls", {}).get("cert")
+        return Path(configured) if configured else self.self_signed_cert
+
+    def tls_context(self, minimum: ssl.TLSVersion | None = None, maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+        """A verifying client context that trusts only this server's certificate."""
+        return client_context(self.cafile, minimum, maximum)
+
+    def smtp_starttls(self, service: str = "smtp", ctx: ssl.SSLContext | None = None, timeout: float = 60.0) -> smtplib.SMTP:
+        """smtplib on a plaintext port, upgraded with STARTTLS (certificate
+        checked for HOSTNAME) and greeted again with EHLO."""
+        s = NamedSMTP(*self.addr(service), local_hostname=CLIENT_NAME, timeout=timeout)
+        try:
+            code, resp = s.ehlo()
+            assert code == 250, f"EHLO: {code} {resp!r}"
+            assert s.has_extn("starttls"), f"{service}: EHLO does not offer STARTTLS: {s.esmtp_features}"
+            code, resp = s.starttls(context=ctx or self.tls_context())
+            assert code == 220, f"STARTTLS: {code} {resp!r}"
+            code, resp = s.ehlo()
+            assert code == 250, f"EHLO after STARTTLS: {code} {resp!r}"
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def smtp_tls(self, service: str = "submissions", ctx: ssl.SSLContext | None = None, timeout: float = 60.0) -> smtplib.SMTP_SSL:
+        """smtplib over implicit TLS (certificate checked for HOSTNAME), after EHLO."""
+        s = NamedSMTP_SSL(*self.addr(service), local_hostname=CLIENT_NAME, timeout=timeout, context=ctx or self.tls_context())
+        try:
+            code, resp = s.ehlo()
+            assert code == 250, f"EHLO: {code} {resp!r}"
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def submission(self, user: str, password: str, service: str = "submission", timeout: float = 60.0) -> smtplib.SMTP:
+        """An authenticated submission session: STARTTLS on `submission`,
+        implicit TLS on `submissions`; AUTH through smtplib's login()."""
+        s = self.smtp_tls(service, timeout=timeout) if service == "submissions" else self.smtp_starttls(service, timeout=timeout)
+        try:
+            code, resp = s.login(user, password)
+            assert code == 235, f"AUTH as {user}: {code} {resp!r}"
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def raw_tls_smtp(self, service: str = "submission", ehlo: bool = True, ctx: ssl.SSLContext | None = None,
+                     timeout: float = 30.0, source_address: tuple[str, int] | None = None) -> RawClient:
+        """A raw SMTP client inside TLS: STARTTLS on `smtp`/`submission`,
+        implicit on `submissions`; EHLO sent again inside TLS if `ehlo`."""
+        ctx = ctx or self.tls_context()
+        if service == "submissions":
+            c = RawClient.implicit_tls(self.addr(service), ctx, timeout=timeout, source_address=source_address)
+            c.expect(220)
+        else:
+            c = RawClient(self.addr(service), timeout, source_address)
+            c.expect(220)
+            text = c.command(b"EHLO " + CLIENT_NAME.encode(), 250)
+            assert b"STARTTLS" in text.upper().split(b"\n"), f"{service}: no STARTTLS in EHLO: {text!r}"
+            c.command(b"STARTTLS", 220)
+            c.start_tls(ctx)
+        if ehlo:
+            c.command(b"EHLO " + CLIENT_NAME.encode(), 250)
+        return c
+
+    def raw_tls_pop3(self, service: str = "pop3s", ctx: ssl.SSLContext | None = None,
+                     timeout: float = 30.0, source_address: tuple[str, int] | None = None) -> RawClient:
+        """A raw POP3 client inside TLS (STLS on `pop3`, implicit on `pop3s`),
+        past the greeting."""
+        ctx = ctx or self.tls_context()
+        if service == "pop3s":
+            c = RawClient.implicit_tls(self.addr(service), ctx, timeout=timeout, source_address=source_address)
+            line = c.read_line()
+            assert line.startswith(b"+OK"), f"POP3 greeting: {line!r}"
+        else:
+            c = RawClient(self.addr(service), timeout, source_address)
+            line = c.read_line()
+            assert line.startswith(b"+OK"), f"POP3 greeting: {line!r}"
+            c.send(b"STLS\r\n")
+            line = c.read_line()
+            assert line.startswith(b"+OK"), f"STLS: {line!r}"
+            c.start_tls(ctx)
+        return c
+
+    def pop3_stls(self, user: str | None = None, password: str | None = None, timeout: float = 30.0) -> poplib.POP3:
+        """poplib on the pop3 port after STLS (certificate checked for HOSTNAME)."""
+        p = poplib.POP3(*self.pop3_addr, timeout=timeout)
+        try:
+            p.host = HOSTNAME  # poplib checks the certificate against .host
+            resp = p.stls(context=self.tls_context())
+            assert resp.startswith(b"+OK"), resp
+            if user is not None:
+                p.user(user)
+                p.pass_(password)
+        except BaseException:
+            p.close()
+            raise
+        return p
+
+    def pop3s(self, user: str | None = None, password: str | None = None, timeout: float = 30.0) -> poplib.POP3_SSL:
+        """poplib over implicit TLS on the pop3s port."""
+        p = NamedPOP3_SSL(*self.addr("pop3s"), timeout=timeout, context=self.tls_context())
+        try:
+            if user is not None:
+                p.user(user)
+                p.pass_(password)
+        except BaseException:
+            p.close()
+            raise
+        return p
+
     # ---- mailboxes
 
     def mailbox_path(self, user: str) -> Path:
@@ -590,3 +768,167 @@ def pop3_retr(p: poplib.POP3, n: int) -> bytes:
 
 def auth_plain(user: str, password: str) -> bytes:
     return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
+
+
+# --------------------------------------------------------------------------
+# TLS and submission (issue 3)
+
+SECURE_SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+# Every mail port of issue 3 on an ephemeral loopback port.
+SECURE_LISTEN = {service: ["127.0.0.1:0"] for service in SECURE_SERVICES}
+SELF_SIGNED_CERT = Path("tls") / "selfsigned-cert.pem"
+SELF_SIGNED_KEY = Path("tls") / "selfsigned-key.pem"
+
+
+def client_context(
+    cafile: Path | str,
+    minimum: ssl.TLSVersion | None = None,
+    maximum: ssl.TLSVersion | None = None,
+) -> ssl.SSLContext:
+    """A verifying client context trusting only `cafile`."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    if minimum is not None:
+        ctx.minimum_version = minimum
+    if maximum is not None:
+        ctx.maximum_version = maximum
+    return ctx
+
+
+def legacy_context(maximum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_1) -> ssl.SSLContext:
+    """A client that offers only TLS 1.0 up to `maximum` (deliberately weak:
+    OpenSSL's security level 0, no verification), to prove the server
+    refuses old protocol versions."""
+    import warnings
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = maximum
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+class NamedSMTP(smtplib.SMTP):
+    """smtplib.SMTP that connects to an address but checks the certificate
+    (and sends SNI) for `tls_hostname` at STARTTLS."""
+
+    tls_hostname = HOSTNAME
+
+    def starttls(self, *args, **kwargs):
+        self._host = self.tls_hostname
+        return super().starttls(*args, **kwargs)
+
+
+class NamedSMTP_SSL(smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL that connects to an address but checks the
+    certificate (and sends SNI) for `tls_hostname`."""
+
+    tls_hostname = HOSTNAME
+
+    def _get_socket(self, host, port, timeout):
+        self._host = self.tls_hostname
+        return super()._get_socket(host, port, timeout)
+
+
+class NamedPOP3_SSL(poplib.POP3_SSL):
+    """poplib.POP3_SSL that connects to an address but checks the
+    certificate (and sends SNI) for `tls_hostname`."""
+
+    tls_hostname = HOSTNAME
+
+    def _create_socket(self, timeout):
+        sock = poplib.POP3._create_socket(self, timeout)
+        self.host = self.tls_hostname
+        try:
+            return self.context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def der_of_pem(path: Path | str) -> bytes:
+    """The DER bytes of the first certificate in a PEM file."""
+    text = Path(path).read_text()
+    m = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", text, re.S)
+    assert m, f"no certificate in {path}"
+    return ssl.PEM_cert_to_DER_cert(m.group(0))
+
+
+def make_cert(directory: Path, name: str, hostname: str = HOSTNAME, days: int = 2) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for `hostname` (and 127.0.0.1) made
+    with the openssl CLI; returns (cert, key) paths in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}-cert.pem", directory / f"{name}-key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", str(days), "-subj", f"/CN={hostname}",
+            "-addext", f"subjectAltName=DNS:{hostname},DNS:localhost,IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def peer_cert_der(addr: tuple[str, int], mode: str = "implicit", timeout: float = 15.0) -> bytes:
+    """The certificate the server presents (unverified), over implicit TLS
+    or after STARTTLS (`starttls-smtp`) / STLS (`stls-pop3`)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c = RawClient(addr, timeout)
+    try:
+        if mode == "starttls-smtp":
+            c.expect(220)
+            c.command(b"EHLO " + CLIENT_NAME.encode(), 250)
+            c.command(b"STARTTLS", 220)
+        elif mode == "stls-pop3":
+            assert c.read_line().startswith(b"+OK")
+            c.send(b"STLS\r\n")
+            line = c.read_line()
+            assert line.startswith(b"+OK"), line
+        else:
+            assert mode == "implicit", mode
+        c.start_tls(ctx)
+        der = c.sock.getpeercert(binary_form=True)
+        assert der, "no peer certificate"
+        return der
+    finally:
+        c.close()
+
+
+def non_loopback_ipv4() -> str | None:
+    """This machine's outward IPv4 address (found without sending a packet),
+    or None when there is none: for tests of what loopback clients may do
+    and others may not."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("203.0.113.1", 9))  # TEST-NET-3: only picks a route
+        ip = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
+def ehlo_keywords(text: bytes) -> dict[str, str]:
+    """EHLO reply text (as RawClient.read_reply returns it) to
+    {KEYWORD: params}, the greeting line left out."""
+    out = {}
+    for line in text.split(b"\n")[1:]:
+        word, _, params = line.decode(errors="replace").partition(" ")
+        out[word.upper()] = params
+    return out
+
+
+def smtp_auth_plain(c: RawClient, user: str, password: str) -> tuple[int, bytes]:
+    """AUTH PLAIN with an initial response on a raw client: the reply."""
+    c.send(b"AUTH PLAIN " + auth_plain(user, password) + b"\r\n")
+    return c.read_reply()
