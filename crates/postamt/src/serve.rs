@@ -15,18 +15,16 @@ use postamt_net::tls::TlsProvider;
 use postamt_net::{ConnectionLimits, Service};
 use postamt_ops::control::{self, Command};
 use postamt_pop3::{Pop3Context, SessionProps};
-use postamt_receiver::{ReceiverContext, SessionOptions};
+use postamt_receiver::{Mode, ReceiverContext, SessionOptions};
 use postamt_spool::Spool;
 use postamt_store::MailStore;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixListener};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -188,97 +186,52 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         store: Arc::clone(&store),
         tls: Some(Arc::clone(&tls)),
     });
+    let sessions_ctx = SessionContexts {
+        smtp: rctx,
+        pop3: pctx,
+        tls: Arc::clone(&tls),
+        handshake_timeout,
+    };
     let mut accept_tasks = Vec::new();
-    let mut spawn = |listeners: Vec<TcpListener>, service: Service, handler: Handler| {
+    for (listeners, service, kind, implicit_tls) in [
+        (smtp, SMTP, Kind::Smtp(Mode::Mx), false),
+        (submission, SUBMISSION, Kind::Smtp(Mode::Submission), false),
+        (submissions, SUBMISSIONS, Kind::Smtp(Mode::Submission), true),
+        (pop3, POP3, Kind::Pop3, false),
+        (pop3s, POP3S, Kind::Pop3, true),
+    ] {
         for l in listeners {
-            let h = Arc::clone(&handler);
+            let ctx = sessions_ctx.clone();
             accept_tasks.push(tokio::spawn(postamt_net::serve(
                 l,
                 service,
                 Arc::clone(&limits),
                 shutdown.clone(),
                 sessions.clone(),
-                move |stream, peer, sd| h(stream, peer, sd),
+                move |stream, peer, sd| {
+                    let ctx = ctx.clone();
+                    async move {
+                        if implicit_tls {
+                            let acceptor = ctx.tls.acceptor();
+                            if let Some(stream) = handshake(
+                                &acceptor,
+                                stream,
+                                peer,
+                                service.name,
+                                ctx.handshake_timeout,
+                            )
+                            .await
+                            {
+                                run_session(kind, stream, peer, &ctx, true, sd).await;
+                            }
+                        } else {
+                            run_session(kind, stream, peer, &ctx, false, sd).await;
+                        }
+                    }
+                },
             )));
         }
-    };
-    spawn(smtp, SMTP, {
-        let ctx = Arc::clone(&rctx);
-        Arc::new(move |stream, peer, sd| {
-            Box::pin(postamt_receiver::handle_connection_with(
-                stream,
-                peer,
-                Arc::clone(&ctx),
-                SessionOptions::mx(),
-                sd,
-            ))
-        })
-    });
-    spawn(submission, SUBMISSION, {
-        let ctx = Arc::clone(&rctx);
-        Arc::new(move |stream, peer, sd| {
-            Box::pin(postamt_receiver::handle_connection_with(
-                stream,
-                peer,
-                Arc::clone(&ctx),
-                SessionOptions::submission(),
-                sd,
-            ))
-        })
-    });
-    spawn(submissions, SUBMISSIONS, {
-        let ctx = Arc::clone(&rctx);
-        let tls = Arc::clone(&tls);
-        Arc::new(move |stream, peer, sd| {
-            let ctx = Arc::clone(&ctx);
-            let acceptor = tls.acceptor();
-            Box::pin(async move {
-                if let Some(stream) =
-                    implicit_tls(&acceptor, stream, peer, "submissions", handshake_timeout).await
-                {
-                    postamt_receiver::handle_connection_with(
-                        stream,
-                        peer,
-                        ctx,
-                        SessionOptions::submissions(),
-                        sd,
-                    )
-                    .await;
-                }
-            })
-        })
-    });
-    spawn(pop3, POP3, {
-        let ctx = Arc::clone(&pctx);
-        Arc::new(move |stream, peer, sd| {
-            Box::pin(postamt_pop3::handle_connection(
-                stream,
-                peer,
-                Arc::clone(&ctx),
-                sd,
-            ))
-        })
-    });
-    spawn(pop3s, POP3S, {
-        let ctx = Arc::clone(&pctx);
-        let tls = Arc::clone(&tls);
-        Arc::new(move |stream, peer, sd| {
-            let ctx = Arc::clone(&ctx);
-            let acceptor = tls.acceptor();
-            Box::pin(async move {
-                if let Some(stream) =
-                    implicit_tls(&acceptor, stream, peer, "pop3s", handshake_timeout).await
-                {
-                    let props = SessionProps {
-                        secure: true,
-                        loopback: is_loopback(peer),
-                        tls_available: false,
-                    };
-                    postamt_pop3::handle_connection_with(stream, peer, ctx, props, sd).await;
-                }
-            })
-        })
-    });
+    }
 
     std::fs::write(
         run_dir.join("postamt.pid"),
@@ -311,21 +264,72 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     Ok(())
 }
 
-/// A session handler, boxed so every service fits one accept loop type.
-type Handler = Arc<
-    dyn Fn(TcpStream, SocketAddr, CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>>
-        + Send
-        + Sync,
->;
-
 /// Longest TLS handshake allowed on the implicit-TLS ports.
 const MAX_HANDSHAKE: Duration = Duration::from_secs(60);
 /// How often certificate files are checked for changes.
 const CERT_POLL: Duration = Duration::from_secs(10);
 
+/// Which protocol a listener speaks.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Smtp(Mode),
+    Pop3,
+}
+
+/// What every session needs, cloned into each accept loop.
+#[derive(Clone)]
+struct SessionContexts {
+    smtp: Arc<ReceiverContext>,
+    pop3: Arc<Pop3Context>,
+    tls: Arc<TlsProvider>,
+    handshake_timeout: Duration,
+}
+
+/// Runs one session of `kind`; `tls_active` when the stream is already TLS
+/// (implicit-TLS ports), else STARTTLS/STLS is offered.
+async fn run_session<S>(
+    kind: Kind,
+    stream: S,
+    peer: SocketAddr,
+    ctx: &SessionContexts,
+    tls_active: bool,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    match kind {
+        Kind::Smtp(mode) => {
+            let options = SessionOptions { mode, tls_active };
+            postamt_receiver::handle_connection_with(
+                stream,
+                peer,
+                Arc::clone(&ctx.smtp),
+                options,
+                shutdown,
+            )
+            .await
+        }
+        Kind::Pop3 => {
+            let props = SessionProps {
+                secure: tls_active,
+                loopback: is_loopback(peer),
+                tls_available: !tls_active,
+            };
+            postamt_pop3::handle_connection_with(
+                stream,
+                peer,
+                Arc::clone(&ctx.pop3),
+                props,
+                shutdown,
+            )
+            .await
+        }
+    }
+}
+
 /// The TLS handshake of an implicit-TLS port (465, 995); `None` (logged)
 /// when it fails or takes too long.
-async fn implicit_tls(
+async fn handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
