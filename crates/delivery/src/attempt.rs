@@ -1,8 +1,17 @@
-//! One delivery attempt of one queued message: load the envelope, expand each
-//! pending recipient through the directory, deliver to every destination that
-//! does not have the message yet, record each recipient's fate, queue the
-//! bounce or delay warning, then save the envelope or remove the finished
-//! message. Blocking (file and database I/O): run it on `spawn_blocking`.
+//! One delivery attempt of one queued message: load the envelope, classify
+//! each pending recipient through the directory (an SRS address of ours is
+//! returned to the original sender first), deliver to every destination
+//! that does not have the message yet (remote forwarded copies with an SRS
+//! envelope sender, so one message may need several transactions per
+//! domain), post to the lists reached, answer list requests, send the
+//! users' auto-replies, record each recipient's fate, queue the bounce or
+//! delay warning, then save the envelope (held when a post waits for a list
+//! owner) or remove the finished message. Blocking (file and database I/O):
+//! run it on `spawn_blocking`.
+//!
+//! `delivered_to` also records non-mailbox steps: `list:NAME` (posted),
+//! `request:NAME` (request handled), `held:NAME` / `approved:NAME`
+//! (moderation); none can be a user name or an address.
 //!
 //! Crash safety: a destination is added to `delivered_to` right after its
 //! delivery, and the envelope is saved after the attempt, so a crash can
@@ -14,8 +23,9 @@ use crate::bounce::{self, Report, ReportKind, ReportRecipient};
 use crate::context::Context;
 use crate::failure::Failure;
 use crate::remote::{MessageJob, RemoteOutcome};
-use crate::{local, policy, remote};
-use postamt_directory::{Destination, LocalDomains};
+use crate::srs::{self, SrsReturn};
+use crate::{autoreply, lists, local, policy, remote};
+use postamt_directory::{Destination, LocalDomains, Target};
 use postamt_spool::{Envelope, NewMessage, QueueId, Recipient, RecipientStatus, SpoolError};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -113,6 +123,7 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
     };
     env.next_attempt = policy::next_attempt_at(attempts, now, &ctx.config.delivery);
     let mut local_failure: HashMap<String, bool> = HashMap::new();
+    let mut side = Side::default();
     if pending {
         let give_up = policy::should_give_up(&env, now, &ctx.config.delivery);
         let domains = ctx.local_domains();
@@ -122,7 +133,7 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
         // destinations, then send them all at once (one transaction per
         // domain), then settle each recipient.
         let mut plans: Vec<(usize, Vec<Planned>)> = Vec::new();
-        let mut remote_wanted: Vec<String> = Vec::new();
+        let mut remote_wanted: Vec<RemoteWanted> = Vec::new();
         for (i, rcpt) in recipients.iter_mut().enumerate() {
             if rcpt.status != RecipientStatus::Pending {
                 continue;
@@ -135,6 +146,8 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
                 &domains,
                 &mut round,
                 &mut remote_wanted,
+                &mut side,
+                now,
             );
             plans.push((i, planned));
         }
@@ -155,10 +168,13 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
     }
 
     send_bounce(ctx, &mut env, &data, &local_failure, now);
-    if policy::should_warn_delay(&env, now, &ctx.config.delivery) {
+    if !side.hold && policy::should_warn_delay(&env, now, &ctx.config.delivery) {
         send_delay_warning(ctx, &mut env, &data, now);
     }
-    finish(ctx, env, now)
+    if side.hold {
+        info!(queue_id = %env.id, "message held for a list owner's decision");
+    }
+    finish_holding(ctx, env, now, side.hold)
 }
 
 fn has_pending(env: &Envelope) -> bool {
@@ -204,8 +220,26 @@ enum Planned {
     Remote(String),
 }
 
-/// Expands one pending recipient, delivers its local destinations, and
-/// plans its remote ones (added to `remote_wanted` once each).
+/// What an attempt does besides delivering: holding the message for a
+/// list owner, and the users whose auto-reply was already considered.
+#[derive(Default)]
+struct Side {
+    hold: bool,
+    autoreplied: Vec<String>,
+}
+
+/// A remote destination wanted in this attempt and the envelope sender of
+/// its copy.
+struct RemoteWanted {
+    address: String,
+    mail_from: String,
+}
+
+/// Expands one pending recipient, delivers its local destinations, posts
+/// to the lists it reaches, answers list requests and sends auto-replies,
+/// and plans its remote destinations (added to `remote_wanted` once each,
+/// with the envelope sender of their copy).
+#[allow(clippy::too_many_arguments)]
 fn expand_recipient(
     ctx: &Context,
     env: &Envelope,
@@ -213,70 +247,193 @@ fn expand_recipient(
     data: &[u8],
     domains: &LocalDomains,
     round: &mut Round,
-    remote_wanted: &mut Vec<String>,
+    remote_wanted: &mut Vec<RemoteWanted>,
+    side: &mut Side,
+    now: i64,
 ) -> Vec<Planned> {
     rcpt.attempts = rcpt.attempts.saturating_add(1);
     let mut planned: Vec<Planned> = Vec::new();
-    let failed = |dest: &str, f: Failure| {
-        Planned::Done(DestOutcome {
-            dest: dest.to_string(),
-            result: Err(f),
-            duplicate: false,
-            remote: None,
-        })
-    };
-    match ctx.directory.resolve(&rcpt.address, domains) {
-        Ok(dests) if dests.is_empty() => planned.push(failed(
+    match srs::srs_return(ctx.srs.as_deref(), &rcpt.address, domains, now) {
+        SrsReturn::Relay(original) => {
+            info!(
+                queue_id = %env.id,
+                to = %rcpt.address,
+                original = %original,
+                sender = %env.mail_from,
+                "mail to an SRS address relayed to the original sender"
+            );
+            let dest = Destination::Remote { address: original };
+            plan_destinations(
+                ctx,
+                env,
+                rcpt,
+                data,
+                round,
+                remote_wanted,
+                vec![(dest, Some(String::new()))],
+                &mut planned,
+            );
+            return planned;
+        }
+        SrsReturn::Invalid(why) => {
+            info!(queue_id = %env.id, to = %rcpt.address, reason = %why, "invalid SRS address");
+            planned.push(failed_dest(
+                &rcpt.address,
+                Failure::permanent("5.1.1", &format!("invalid SRS address: {why}"), true),
+            ));
+            return planned;
+        }
+        SrsReturn::NotSrs => {}
+    }
+    match ctx.directory.classify(&rcpt.address, domains) {
+        Err(e) => planned.push(failed_dest(&rcpt.address, local::classify_resolve(&e))),
+        Ok(Target::Deliver(exp)) if exp.is_empty() => planned.push(failed_dest(
             &rcpt.address,
             Failure::permanent("5.1.1", "address expands to no mailbox", true),
         )),
-        Err(e) => planned.push(failed(&rcpt.address, local::classify_resolve(&e))),
-        Ok(dests) => {
-            for dest in &dests {
-                let key = dest_key(dest);
-                if rcpt.delivered_to.iter().any(|d| d == key) {
-                    continue;
-                }
-                if round.delivered.contains(key) {
-                    rcpt.delivered_to.push(key.to_string());
-                    planned.push(Planned::Done(DestOutcome {
-                        dest: key.to_string(),
-                        result: Ok(()),
-                        duplicate: true,
-                        remote: None,
-                    }));
-                    continue;
-                }
-                if let Some(f) = round.failed.get(key) {
-                    planned.push(failed(key, f.clone()));
-                    continue;
-                }
-                match dest {
-                    Destination::Local { user } => {
-                        let result = local::deliver_local(ctx.store.as_ref(), user, data, &env.id)
-                            .map(|_| ());
-                        match &result {
-                            Ok(()) => {
-                                round.delivered.insert(key.to_string());
-                                rcpt.delivered_to.push(key.to_string());
-                            }
-                            Err(f) => {
-                                round.failed.insert(key.to_string(), f.clone());
-                            }
+        Ok(Target::Deliver(exp)) => {
+            let forwarded = forward_addresses(ctx, env, &exp.users);
+            let dests = exp
+                .destinations
+                .iter()
+                .map(|d| {
+                    // A remote address reached through a forward or an
+                    // alias is a forwarded copy: SRS keeps SPF passing at the
+                    // destination. A remote recipient named as such is not.
+                    let sender = match d {
+                        Destination::Remote { address }
+                            if forwarded.contains(&address.to_ascii_lowercase())
+                                || !address.eq_ignore_ascii_case(&rcpt.address) =>
+                        {
+                            forwarded_sender(ctx, env, domains, now)
                         }
-                        planned.push(Planned::Done(DestOutcome {
-                            dest: key.to_string(),
-                            result,
-                            duplicate: false,
-                            remote: None,
-                        }));
-                    }
-                    Destination::Remote { address } => {
-                        if !remote_wanted.contains(address) {
-                            remote_wanted.push(address.clone());
-                        }
-                        planned.push(Planned::Remote(address.clone()));
-                    }
+                        _ => None,
+                    };
+                    (d.clone(), sender)
+                })
+                .collect();
+            plan_destinations(
+                ctx,
+                env,
+                rcpt,
+                data,
+                round,
+                remote_wanted,
+                dests,
+                &mut planned,
+            );
+            let primary = ctx.primary_domain();
+            for list in &exp.lists {
+                plan_list_post(
+                    ctx,
+                    env,
+                    rcpt,
+                    data,
+                    list,
+                    &primary,
+                    domains,
+                    round,
+                    side,
+                    &mut planned,
+                    now,
+                );
+            }
+            autoreply::send_autoreplies(
+                ctx,
+                env,
+                &rcpt.address,
+                &exp.users,
+                data,
+                domains,
+                now,
+                &mut side.autoreplied,
+            );
+        }
+        Ok(Target::List { name }) => {
+            let domain = lists::list_domain(ctx, &rcpt.address, domains);
+            plan_list_post(
+                ctx,
+                env,
+                rcpt,
+                data,
+                &name,
+                &domain,
+                domains,
+                round,
+                side,
+                &mut planned,
+                now,
+            );
+        }
+        Ok(Target::ListRequest { name }) => {
+            let key = format!("request:{}", name.to_ascii_lowercase());
+            let domain = lists::list_domain(ctx, &rcpt.address, domains);
+            let result = lists::request(ctx, env, data, &name, &domain, now);
+            if result.is_ok() {
+                rcpt.delivered_to.push(key.clone());
+            }
+            planned.push(Planned::Done(DestOutcome {
+                dest: key,
+                result,
+                duplicate: false,
+                remote: None,
+            }));
+        }
+        Ok(Target::ListBounces { name }) | Ok(Target::ListOwner { name }) => {
+            let owner = match ctx.directory.mail_directory().map(|d| d.get_list(&name)) {
+                Some(Ok(Some(info))) => info.owner,
+                Some(Ok(None)) => {
+                    planned.push(failed_dest(
+                        &rcpt.address,
+                        Failure::permanent("5.1.1", "no such list", true),
+                    ));
+                    return planned;
+                }
+                Some(Err(e)) => {
+                    planned.push(failed_dest(
+                        &rcpt.address,
+                        Failure::temporary("4.3.0", &format!("directory error: {e}"), true),
+                    ));
+                    return planned;
+                }
+                None => {
+                    planned.push(failed_dest(
+                        &rcpt.address,
+                        Failure::temporary("4.3.0", "lists are not available", true),
+                    ));
+                    return planned;
+                }
+            };
+            info!(queue_id = %env.id, to = %rcpt.address, list = %name, owner = %owner, "list service mail goes to the owner");
+            match ctx.directory.resolve(&owner, domains) {
+                Ok(d) if d.is_empty() => planned.push(failed_dest(
+                    &rcpt.address,
+                    Failure::permanent("5.1.1", "the list owner has no mailbox", true),
+                )),
+                Err(e) => planned.push(failed_dest(&rcpt.address, local::classify_resolve(&e))),
+                Ok(d) => {
+                    let dests = d
+                        .into_iter()
+                        .map(|d| {
+                            let s = match d {
+                                Destination::Remote { .. } => {
+                                    forwarded_sender(ctx, env, domains, now)
+                                }
+                                Destination::Local { .. } => None,
+                            };
+                            (d, s)
+                        })
+                        .collect();
+                    plan_destinations(
+                        ctx,
+                        env,
+                        rcpt,
+                        data,
+                        round,
+                        remote_wanted,
+                        dests,
+                        &mut planned,
+                    );
                 }
             }
         }
@@ -284,13 +441,208 @@ fn expand_recipient(
     planned
 }
 
+fn failed_dest(dest: &str, f: Failure) -> Planned {
+    Planned::Done(DestOutcome {
+        dest: dest.to_string(),
+        result: Err(f),
+        duplicate: false,
+        remote: None,
+    })
+}
+
+/// The forward addresses (lowercase) of `users`: remote destinations among
+/// them are forwarded copies, sent with an SRS sender.
+fn forward_addresses(ctx: &Context, env: &Envelope, users: &[String]) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let Some(dir) = ctx.directory.mail_directory() else {
+        return out;
+    };
+    for u in users {
+        match dir.get_forward(u) {
+            Ok(Some(f)) => out.extend(f.addresses.iter().map(|a| a.to_ascii_lowercase())),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(queue_id = %env.id, user = %u, error = %e, "cannot read the forward")
+            }
+        }
+    }
+    out
+}
+
+/// The envelope sender of a forwarded copy to a remote destination: the
+/// SRS form of the original sender (`<>` stays `<>`); `None` (the original
+/// sender) without SRS.
+/// Our own users' addresses need no rewriting: SPF already passes for them.
+fn forwarded_sender(
+    ctx: &Context,
+    env: &Envelope,
+    domains: &LocalDomains,
+    now: i64,
+) -> Option<String> {
+    if env.mail_from.is_empty() {
+        return Some(String::new());
+    }
+    if env
+        .mail_from
+        .rsplit_once('@')
+        .is_some_and(|(_, d)| domains.contains(d))
+    {
+        return None;
+    }
+    ctx.srs.as_ref().map(|s| s.forward(&env.mail_from, now))
+}
+
+/// Delivers the local destinations and plans the remote ones (each with
+/// its envelope sender; `None`: the message's own).
+#[allow(clippy::too_many_arguments)]
+fn plan_destinations(
+    ctx: &Context,
+    env: &Envelope,
+    rcpt: &mut Recipient,
+    data: &[u8],
+    round: &mut Round,
+    remote_wanted: &mut Vec<RemoteWanted>,
+    dests: Vec<(Destination, Option<String>)>,
+    planned: &mut Vec<Planned>,
+) {
+    for (dest, sender) in &dests {
+        let key = dest_key(dest);
+        if rcpt.delivered_to.iter().any(|d| d == key) {
+            continue;
+        }
+        if round.delivered.contains(key) {
+            rcpt.delivered_to.push(key.to_string());
+            planned.push(Planned::Done(DestOutcome {
+                dest: key.to_string(),
+                result: Ok(()),
+                duplicate: true,
+                remote: None,
+            }));
+            continue;
+        }
+        if let Some(f) = round.failed.get(key) {
+            planned.push(failed_dest(key, f.clone()));
+            continue;
+        }
+        match dest {
+            Destination::Local { user } => {
+                let result =
+                    local::deliver_local(ctx.store.as_ref(), user, data, &env.id).map(|_| ());
+                match &result {
+                    Ok(()) => {
+                        round.delivered.insert(key.to_string());
+                        rcpt.delivered_to.push(key.to_string());
+                    }
+                    Err(f) => {
+                        round.failed.insert(key.to_string(), f.clone());
+                    }
+                }
+                planned.push(Planned::Done(DestOutcome {
+                    dest: key.to_string(),
+                    result,
+                    duplicate: false,
+                    remote: None,
+                }));
+            }
+            Destination::Remote { address } => {
+                if !remote_wanted.iter().any(|w| &w.address == address) {
+                    let mail_from = sender.clone().unwrap_or_else(|| env.mail_from.clone());
+                    if mail_from != env.mail_from {
+                        info!(
+                            queue_id = %env.id,
+                            to = %rcpt.address,
+                            dest = %address,
+                            mail_from = %mail_from,
+                            "forwarded copy with a rewritten sender"
+                        );
+                    }
+                    remote_wanted.push(RemoteWanted {
+                        address: address.clone(),
+                        mail_from,
+                    });
+                }
+                planned.push(Planned::Remote(address.clone()));
+            }
+        }
+    }
+}
+
+/// Posts the message to list `name` for this recipient (once per attempt
+/// and per message), recording the outcome.
+#[allow(clippy::too_many_arguments)]
+fn plan_list_post(
+    ctx: &Context,
+    env: &Envelope,
+    rcpt: &mut Recipient,
+    data: &[u8],
+    name: &str,
+    domain: &str,
+    domains: &LocalDomains,
+    round: &mut Round,
+    side: &mut Side,
+    planned: &mut Vec<Planned>,
+    now: i64,
+) {
+    let key = lists::list_key(name);
+    if rcpt.delivered_to.contains(&key) {
+        return;
+    }
+    if round.delivered.contains(&key) {
+        rcpt.delivered_to.push(key.clone());
+        planned.push(Planned::Done(DestOutcome {
+            dest: key,
+            result: Ok(()),
+            duplicate: true,
+            remote: None,
+        }));
+        return;
+    }
+    if let Some(f) = round.failed.get(&key) {
+        planned.push(failed_dest(&key, f.clone()));
+        return;
+    }
+    let approved = rcpt.delivered_to.contains(&lists::approved_mark(name));
+    match lists::post(ctx, env, data, name, domain, domains, approved, now) {
+        lists::PostOutcome::Done(result) => {
+            match &result {
+                Ok(()) => {
+                    round.delivered.insert(key.clone());
+                    rcpt.delivered_to.push(key.clone());
+                }
+                Err(f) => {
+                    round.failed.insert(key.clone(), f.clone());
+                }
+            }
+            planned.push(Planned::Done(DestOutcome {
+                dest: key,
+                result,
+                duplicate: false,
+                remote: None,
+            }));
+        }
+        lists::PostOutcome::Held => {
+            side.hold = true;
+            let mark = lists::held_mark(name);
+            if !rcpt.delivered_to.contains(&mark) {
+                rcpt.delivered_to.push(mark);
+            }
+            planned.push(failed_dest(
+                &key,
+                Failure::temporary("4.7.0", "held for the list owner's approval", false),
+            ));
+        }
+    }
+}
+
 /// Sends the message to the remote destinations of this attempt (after the
-/// signer), one transaction per domain, domains concurrently.
+/// signer): one transaction per domain and envelope sender (forwarded
+/// copies carry an SRS sender, plain ones the original), domains
+/// concurrently.
 fn deliver_remote(
     ctx: &Context,
     env: &Envelope,
     data: &[u8],
-    wanted: &[String],
+    wanted: &[RemoteWanted],
 ) -> HashMap<String, RemoteOutcome> {
     if wanted.is_empty() {
         return HashMap::new();
@@ -299,7 +651,7 @@ fn deliver_remote(
         let f = remote::not_available();
         return wanted
             .iter()
-            .map(|a| {
+            .map(|w| {
                 let o = RemoteOutcome {
                     result: Err(f.clone()),
                     mx: None,
@@ -308,19 +660,31 @@ fn deliver_remote(
                     reply: None,
                     congestion: false,
                 };
-                (a.clone(), o)
+                (w.address.clone(), o)
             })
             .collect();
     };
-    let message: Arc<[u8]> = Arc::from(r.signer().sign(&env.mail_from, data).as_ref());
-    let job = MessageJob {
-        queue_id: env.id.0.clone(),
-        mail_from: env.mail_from.clone(),
-        eight_bit: env.eight_bit,
-        smtputf8: env.smtputf8,
-        message,
-    };
-    r.deliver_blocking(job, wanted)
+    // Grouped by envelope sender, in first-seen order.
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for w in wanted {
+        match groups.iter_mut().find(|(m, _)| *m == w.mail_from) {
+            Some((_, v)) => v.push(w.address.clone()),
+            None => groups.push((w.mail_from.clone(), vec![w.address.clone()])),
+        }
+    }
+    let mut out = HashMap::new();
+    for (mail_from, addresses) in groups {
+        let message: Arc<[u8]> = Arc::from(r.signer().sign(&mail_from, data).as_ref());
+        let job = MessageJob {
+            queue_id: env.id.0.clone(),
+            smtputf8: env.smtputf8 || !mail_from.is_ascii(),
+            mail_from,
+            eight_bit: env.eight_bit,
+            message,
+        };
+        out.extend(r.deliver_blocking(job, &addresses));
+    }
+    out
 }
 
 /// When only congestion (a saturated destination here) kept remote mail
@@ -650,9 +1014,15 @@ fn enqueue_report(
 /// Saves the envelope, or removes the message when every recipient is done
 /// and every failure is bounced. Keeps a `held` flag the admin set while the
 /// attempt ran, and respects a deletion made meanwhile.
-fn finish(ctx: &Context, mut env: Envelope, now: i64) -> Next {
+fn finish(ctx: &Context, env: Envelope, now: i64) -> Next {
+    finish_holding(ctx, env, now, false)
+}
+
+/// `finish`, holding the message when `hold` (a post waits for a list
+/// owner).
+fn finish_holding(ctx: &Context, mut env: Envelope, now: i64, hold: bool) -> Next {
     match ctx.queue.get(&env.id) {
-        Ok(current) => env.held = current.held,
+        Ok(current) => env.held = current.held || hold,
         Err(SpoolError::NotFound(_)) => {
             info!(queue_id = %env.id, "message was deleted from the queue during the attempt");
             return Next::Unscheduled;

@@ -3,7 +3,7 @@
 //! the unit tests put in-memory fakes behind them. All methods block (file or
 //! database I/O): call them from `spawn_blocking`.
 
-use postamt_directory::{Destination, Directory, LocalDomains, ResolveError};
+use postamt_directory::{Destination, Directory, Expansion, LocalDomains, ResolveError, Target};
 use postamt_spool::{Envelope, NewMessage, QueueId, Spool, SpoolError};
 use postamt_store::{MailStore, StoreError};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -35,6 +35,25 @@ pub trait ResolverBackend: Send + Sync {
         address: &str,
         local: &LocalDomains,
     ) -> Result<Vec<Destination>, ResolveError>;
+
+    /// What a recipient address is (list, list service address, or
+    /// destinations with forwards applied): the delivery agent's question.
+    /// The default knows no lists and no forwards: `resolve`'s destinations.
+    fn classify(&self, address: &str, local: &LocalDomains) -> Result<Target, ResolveError> {
+        self.resolve(address, local).map(|destinations| {
+            Target::Deliver(Expansion {
+                destinations,
+                ..Expansion::default()
+            })
+        })
+    }
+
+    /// The directory behind, for lists, forwards, auto-replies and pending
+    /// confirmations; `None` (the default) for a resolver that knows none
+    /// of them, and then those features are skipped.
+    fn mail_directory(&self) -> Option<&Directory> {
+        None
+    }
 }
 
 impl QueueBackend for Spool {
@@ -74,5 +93,11 @@ impl ResolverBackend for Directory {
         local: &LocalDomains,
     ) -> Result<Vec<Destination>, ResolveError> {
         Directory::resolve(self, address, local)
+    }
+    fn classify(&self, address: &str, local: &LocalDomains) -> Result<Target, ResolveError> {
+        Directory::classify(self, address, local)
+    }
+    fn mail_directory(&self) -> Option<&Directory> {
+        Some(self)
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::backend::{QueueBackend, ResolverBackend, StoreBackend};
 use crate::remote::RemoteDelivery;
+use crate::srs::SenderRewriter;
 use postamt_config::Config;
 use postamt_directory::LocalDomains;
 use postamt_spool::QueueId;
@@ -24,6 +25,9 @@ pub struct Context {
     pub max_in_flight: usize,
     /// Remote delivery; `None` defers every remote destination (4.4.0).
     pub remote: Option<Arc<RemoteDelivery>>,
+    /// Sender rewriting for forwarded copies and the return of their
+    /// bounces; `None`: forwarded copies keep the original sender.
+    pub srs: Option<Arc<dyn SenderRewriter>>,
     wake: Notify,
     flush_requested: AtomicBool,
     serial: AtomicU64,
@@ -43,6 +47,7 @@ impl Context {
             directory,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             remote: None,
+            srs: None,
             wake: Notify::new(),
             flush_requested: AtomicBool::new(false),
             serial: AtomicU64::new(0),
@@ -53,6 +58,18 @@ impl Context {
     pub fn with_remote(mut self, remote: Arc<RemoteDelivery>) -> Context {
         self.remote = Some(remote);
         self
+    }
+
+    /// Sets sender rewriting (`postamt_srs::Srs`, or a test double).
+    pub fn with_srs(mut self, srs: Arc<dyn SenderRewriter>) -> Context {
+        self.srs = Some(srs);
+        self
+    }
+
+    /// Our primary domain (list and service addresses reached through an
+    /// alias are named at it).
+    pub(crate) fn primary_domain(&self) -> String {
+        self.config.primary_domain()
     }
 
     /// Asks the scheduler to make every queued message that is not held due

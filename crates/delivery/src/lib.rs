@@ -1,23 +1,34 @@
 //! The delivery agent: takes queued messages from the spool, expands each
 //! recipient through the directory, delivers locally into the store, retries
 //! temporary failures on the configured schedule and bounces permanent ones
-//! (RFC 3464), with a copy to the postmaster for local failures.
+//! (RFC 3464), with a copy to the postmaster for local failures. It also
+//! carries out forwards (remote copies with an SRS sender, bounces to SRS
+//! addresses returned to the original sender), auto-replies (RFC 3834) and
+//! mailing lists (fan-out, requests by mail, moderation).
 //!
-//! Map: `scheduler` (the run loop) -> `attempt` (one message) -> `local`
-//! (one mailbox) / `remote` (the remote recipients, by domain: `limits`,
-//! `route` over `dns`, the SMTP client behind `transport`, `signer` before
-//! sending) with `failure` (what went wrong), `policy` (retry, give-up and
-//! warning rules) and `bounce` (the DSN text). The spool, store and
-//! directory are reached through the traits in `backend`.
+//! Map: `scheduler` (the run loop, and hourly list housekeeping) ->
+//! `attempt` (one message: `Directory::classify` per recipient) -> `local`
+//! (one mailbox) / `remote` (the remote recipients, by domain and envelope
+//! sender: `limits`, `route` over `dns`, the SMTP client behind
+//! `transport`, `signer` before sending) / `lists` (posts, requests,
+//! moderation) / `autoreply` / `srs` (sender rewriting), with `message`
+//! (raw header helpers), `failure` (what went wrong), `policy` (retry,
+//! give-up and warning rules) and `bounce` (the DSN text). The spool, store
+//! and directory are reached through the traits in `backend`.
 
 pub mod attempt;
+pub mod autoreply;
 pub mod backend;
 pub mod bounce;
 pub mod context;
 pub mod dns;
 pub mod failure;
+#[cfg(test)]
+mod features_tests;
 pub mod limits;
+pub mod lists;
 pub mod local;
+pub mod message;
 pub mod policy;
 pub mod remote;
 #[cfg(test)]
@@ -25,6 +36,7 @@ mod remote_tests;
 pub mod route;
 pub mod scheduler;
 pub mod signer;
+pub mod srs;
 #[cfg(test)]
 mod testing;
 pub mod transport;
@@ -89,15 +101,32 @@ impl DeliveryAgent {
         store: Arc<MailStore>,
         remote: RemoteDelivery,
     ) -> Arc<Self> {
-        let ctx = Arc::new(
-            Context::new(
-                Arc::clone(&config),
-                Arc::clone(&spool) as Arc<dyn backend::QueueBackend>,
-                Arc::clone(&store) as Arc<dyn backend::StoreBackend>,
-                Arc::clone(&directory) as Arc<dyn backend::ResolverBackend>,
-            )
-            .with_remote(Arc::new(remote)),
-        );
+        DeliveryAgent::with_remote_and_srs(config, directory, spool, store, remote, None)
+    }
+
+    /// `with_remote`, plus sender rewriting for forwarded copies and the
+    /// return of their bounces (`postamt_srs::Srs::load_or_create(
+    /// <data_dir>/srs.key, primary domain)`). Without it, forwarded copies
+    /// keep the original sender and SRS addresses are unknown.
+    pub fn with_remote_and_srs(
+        config: Arc<Config>,
+        directory: Arc<Directory>,
+        spool: Arc<Spool>,
+        store: Arc<MailStore>,
+        remote: RemoteDelivery,
+        srs: Option<Arc<postamt_srs::Srs>>,
+    ) -> Arc<Self> {
+        let mut ctx = Context::new(
+            Arc::clone(&config),
+            Arc::clone(&spool) as Arc<dyn backend::QueueBackend>,
+            Arc::clone(&store) as Arc<dyn backend::StoreBackend>,
+            Arc::clone(&directory) as Arc<dyn backend::ResolverBackend>,
+        )
+        .with_remote(Arc::new(remote));
+        if let Some(s) = srs {
+            ctx = ctx.with_srs(s);
+        }
+        let ctx = Arc::new(ctx);
         Arc::new(DeliveryAgent {
             config,
             directory,

@@ -20,6 +20,8 @@ use tracing::{error, info, warn};
 
 /// How often the spool is re-read without being asked.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired list confirmations and held posts are cleared.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 /// Arrivals taken from the channel in one go.
 const ARRIVAL_BATCH: usize = 1024;
 /// Wait before retrying a message whose attempt panicked.
@@ -175,6 +177,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     lp.rescan(flush).await;
     info!(queued = lp.schedule.len(), "delivery agent started");
 
+    let housekeeping = tokio::spawn(housekeeping(Arc::clone(&ctx), shutdown.clone()));
     let mut ticker = tokio::time::interval_at(Instant::now() + RESCAN_INTERVAL, RESCAN_INTERVAL);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -213,7 +216,30 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             error!(error = %e, "delivery attempt failed during shutdown");
         }
     }
+    if let Err(e) = housekeeping.await {
+        error!(error = %e, "list housekeeping failed");
+    }
     info!("delivery agent stopped");
+}
+
+/// Every [`HOUSEKEEPING_INTERVAL`] (and at start): expired list
+/// confirmations and held posts, old auto-reply memory.
+async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticker.tick() => {
+                let c = Arc::clone(&ctx);
+                if let Err(e) =
+                    tokio::task::spawn_blocking(move || crate::lists::housekeeping(&c, now_unix())).await
+                {
+                    error!(error = %e, "list housekeeping failed");
+                }
+            }
+        }
+    }
 }
 
 /// The next arrival; never resolves without a channel.

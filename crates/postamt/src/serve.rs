@@ -126,6 +126,11 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     ));
     let auth = Arc::new(Authenticator::new(Arc::clone(&directory)));
     let tls = TlsProvider::from_config(&config).context("cannot set up TLS")?;
+    let srs_key = config.data_dir.join("srs.key");
+    let srs = Arc::new(
+        postamt_srs::Srs::load_or_create(&srs_key, &config.primary_domain())
+            .with_context(|| format!("cannot load the SRS secret {}", srs_key.display()))?,
+    );
     warn_if_postmaster_unread(&config, &directory);
 
     let shutdown = CancellationToken::new();
@@ -144,12 +149,13 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let remote = RemoteDelivery::from_config(&config, DEFAULT_MAX_IN_FLIGHT)
         .context("cannot set up remote delivery")?
         .with_signer(Arc::new(DkimSigning::new(dkim)));
-    let agent = DeliveryAgent::with_remote(
+    let agent = DeliveryAgent::with_remote_and_srs(
         Arc::clone(&config),
         Arc::clone(&directory),
         Arc::clone(&spool),
         Arc::clone(&store),
         remote,
+        Some(Arc::clone(&srs)),
     );
     let sender_auth = if config.sender_auth.verify {
         Some(Arc::new(
@@ -179,6 +185,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         tls: Some(Arc::clone(&tls)),
         auth: Arc::clone(&auth),
         sender_auth,
+        srs: Some(Arc::clone(&srs)),
     });
     let pctx = Arc::new(Pop3Context {
         config: Arc::clone(&config),

@@ -6,6 +6,7 @@
 //! works over [`ReceiverContext`](crate::ReceiverContext).
 
 use crate::ReceiverContext;
+use crate::recipient::recipient_verdict;
 use postamt_directory::auth::LoginFailed;
 use postamt_directory::{Destination, LocalDomains, ResolveError, UserInfo};
 use postamt_sender_auth::{Action, Verdict};
@@ -18,8 +19,19 @@ use thiserror::Error;
 /// What the directory says about a local recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RcptVerdict {
-    /// The address resolves to at least one destination.
+    /// The address resolves to at least one destination (or is one of a
+    /// list's service addresses, or a valid SRS bounce address).
     Accept,
+    /// A mailing list that takes this post: anyone may post, the sender is
+    /// a member, or the list is moderated (delivery holds the post).
+    /// `max_message_size` in bytes, 0 = the server's limit: a bigger
+    /// message is refused at the end of DATA (`552 5.3.4`).
+    AcceptList { list: String, max_message_size: u64 },
+    /// A members-only list and the sender is not a member: `550 5.7.1`.
+    NotMember { list: String },
+    /// Looks like one of our SRS addresses but is not valid (forged,
+    /// damaged, expired): `550 5.1.1`. The reason is for the log.
+    BadSrs(String),
     /// No such user or alias: `550 5.1.1`.
     Unknown,
     /// An alias loop or a chain too deep: `550 5.4.6`.
@@ -55,8 +67,14 @@ pub struct EnqueueError(pub String);
 
 /// Storage as seen by an SMTP session.
 pub trait Backend: Send + Sync {
-    /// Checks a recipient whose domain is ours (or the bare `postmaster`).
-    fn check_recipient(&self, address: &str) -> impl Future<Output = RcptVerdict> + Send;
+    /// Checks a recipient whose domain is ours (or the bare `postmaster`)
+    /// for mail from `mail_from` (empty for the null sender; lists check
+    /// who may post).
+    fn check_recipient(
+        &self,
+        address: &str,
+        mail_from: &str,
+    ) -> impl Future<Output = RcptVerdict> + Send;
 
     /// Checks a login (SMTP AUTH). On failure returns only after the delay
     /// the client and the account have earned, the same for an unknown user
@@ -129,18 +147,27 @@ impl ContextBackend {
 }
 
 impl Backend for ContextBackend {
-    async fn check_recipient(&self, address: &str) -> RcptVerdict {
+    async fn check_recipient(&self, address: &str, mail_from: &str) -> RcptVerdict {
         let directory = Arc::clone(&self.ctx.directory);
         let local = Arc::clone(&self.local);
+        let srs = self.ctx.srs.clone();
         let address = address.to_string();
-        let result = tokio::task::spawn_blocking(move || directory.resolve(&address, &local)).await;
-        match result {
-            Ok(Ok(destinations)) if !destinations.is_empty() => RcptVerdict::Accept,
-            Ok(Ok(_)) | Ok(Err(ResolveError::Unknown)) => RcptVerdict::Unknown,
-            Ok(Err(ResolveError::Loop(_))) | Ok(Err(ResolveError::TooDeep(_))) => RcptVerdict::Loop,
-            Ok(Err(ResolveError::Db(e))) => RcptVerdict::TempFail(e),
-            Err(join) => RcptVerdict::TempFail(format!("directory lookup task failed: {join}")),
-        }
+        let mail_from = mail_from.to_string();
+        let now = chrono::Utc::now().timestamp();
+        let result = tokio::task::spawn_blocking(move || {
+            recipient_verdict(
+                &directory,
+                &local,
+                srs.as_deref(),
+                &address,
+                &mail_from,
+                now,
+            )
+        })
+        .await;
+        result.unwrap_or_else(|join| {
+            RcptVerdict::TempFail(format!("directory lookup task failed: {join}"))
+        })
     }
 
     async fn login(&self, user: &str, password: &str, ip: IpAddr) -> Result<UserInfo, LoginFailed> {

@@ -13,6 +13,7 @@ use postamt_directory::auth::Authenticator;
 use postamt_net::tls::testing::{TestTls, connector_trusting, self_signed, server_name};
 use postamt_sender_auth::{SenderVerifier, VerifyLimits};
 use postamt_spool::Spool;
+use postamt_srs::Srs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,10 @@ fn env() -> Env {
 }
 
 fn env_with(sender_auth: Option<Arc<SenderVerifier>>) -> Env {
+    env_full(sender_auth, None)
+}
+
+fn env_full(sender_auth: Option<Arc<SenderVerifier>>, srs: Option<Arc<Srs>>) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let directory = Arc::new(Directory::open_in_memory().expect("directory"));
     directory
@@ -55,6 +60,7 @@ fn env_with(sender_auth: Option<Arc<SenderVerifier>>) -> Env {
         tls: Some(Arc::clone(&tls.provider)),
         auth,
         sender_auth,
+        srs,
     });
     Env {
         ctx,
@@ -252,4 +258,92 @@ async fn mx_mail_is_accepted_with_temperror_when_dns_is_silent() {
         "the forged one is gone: {text}"
     );
     assert!(text.ends_with("\r\nFrom: a@remote.net\r\nSubject: hi\r\n\r\nhello\r\n"));
+}
+
+#[tokio::test]
+async fn lists_and_srs_bounces_with_the_real_directory() {
+    let srs = Arc::new(Srs::with_key([5u8; 32], "example.org"));
+    let env = env_full(None, Some(Arc::clone(&srs)));
+    let d = &env.ctx.directory;
+    d.create_list(
+        "team",
+        &postamt_directory::ListOptions {
+            owner: Some("alice@example.org".into()),
+            max_message_size: Some(200),
+            ..Default::default()
+        },
+    )
+    .expect("list");
+    d.add_list_member("team", "alice@example.org")
+        .expect("member");
+    d.add_list_member("team", "carol@elsewhere.net")
+        .expect("member");
+    let now = chrono::Utc::now().timestamp();
+    let good = srs.forward("carol@elsewhere.net", now);
+    let forged = good.replacen("=carol@", "=mallory@", 1);
+
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let peer: SocketAddr = "192.0.2.1:40000".parse().expect("addr");
+    let task = tokio::spawn(crate::handle_connection(
+        server,
+        peer,
+        Arc::clone(&env.ctx),
+        CancellationToken::new(),
+    ));
+    assert!(reply(&mut client).await.starts_with("220 "));
+    say(&mut client, "EHLO mx.elsewhere.net", "250-").await;
+    // A non-member may not post to the members-only list.
+    say(&mut client, "MAIL FROM:<mallory@elsewhere.net>", "250").await;
+    say(
+        &mut client,
+        "RCPT TO:<team@example.org>",
+        "550 5.7.1 <team@example.org>: only members may post",
+    )
+    .await;
+    // Its service addresses take mail from anyone.
+    say(
+        &mut client,
+        "RCPT TO:<team-request@example.org>",
+        "250 2.1.5",
+    )
+    .await;
+    say(&mut client, "RSET", "250").await;
+    // A member may, within the list's size limit.
+    say(&mut client, "MAIL FROM:<Carol@elsewhere.net>", "250").await;
+    say(&mut client, "RCPT TO:<team@example.org>", "250 2.1.5").await;
+    say(&mut client, "DATA", "354").await;
+    let big = format!("Subject: big\r\n\r\n{}\r\n.", "x".repeat(300));
+    say(&mut client, &big, "552 5.3.4 <team@example.org>").await;
+    say(&mut client, "MAIL FROM:<carol@elsewhere.net>", "250").await;
+    say(&mut client, "RCPT TO:<team@example.org>", "250 2.1.5").await;
+    say(&mut client, "DATA", "354").await;
+    say(&mut client, "Subject: hi\r\n\r\nhello\r\n.", "250 2.0.0").await;
+    // A bounce to one of our SRS addresses is accepted, a forged one not.
+    say(&mut client, "MAIL FROM:<>", "250").await;
+    say(&mut client, &format!("RCPT TO:<{forged}>"), "550 5.1.1").await;
+    say(&mut client, &format!("RCPT TO:<{good}>"), "250 2.1.5").await;
+    say(&mut client, "DATA", "354").await;
+    say(
+        &mut client,
+        "Subject: bounce\r\n\r\nfailed\r\n.",
+        "250 2.0.0",
+    )
+    .await;
+    say(&mut client, "QUIT", "221").await;
+    task.await.expect("task");
+
+    let mut queued = env.ctx.spool.list().expect("spool list");
+    queued.sort_by(|a, b| a.mail_from.cmp(&b.mail_from));
+    assert_eq!(queued.len(), 2);
+    assert_eq!(queued[0].mail_from, "");
+    let addresses = |i: usize| -> Vec<String> {
+        queued[i]
+            .recipients
+            .iter()
+            .map(|r| r.address.clone())
+            .collect()
+    };
+    assert_eq!(addresses(0), vec![good]);
+    assert_eq!(queued[1].mail_from, "carol@elsewhere.net");
+    assert_eq!(addresses(1), vec!["team@example.org".to_string()]);
 }

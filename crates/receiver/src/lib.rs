@@ -9,7 +9,8 @@
 //! [`data`] the DATA/BDAT body decoders, [`received`] the trace header and
 //! hop count, [`authres`] the inbound sender checks' headers (RFC 8601),
 //! [`header_edit`] the in-place header rewrite, [`address`] small envelope
-//! checks, [`command`] raw
+//! checks, [`recipient`] the directory's verdict on a recipient (lists,
+//! SRS bounces), [`command`] raw
 //! command-line parsing smtp-proto gets wrong, [`backend`] the storage seam
 //! (directory + authenticator + spool), [`handshake`] the TLS upgrade, and
 //! [`connection`] the tokio I/O.
@@ -24,6 +25,7 @@ pub mod handshake;
 pub mod header_edit;
 pub mod mode;
 pub mod received;
+pub mod recipient;
 pub mod reply;
 pub mod sasl;
 pub mod session;
@@ -63,6 +65,11 @@ pub struct ReceiverContext {
     /// and the DMARC action); `None` = off (`[sender_auth] verify = false`).
     /// Submission mail (authenticated users) is never checked.
     pub sender_auth: Option<Arc<SenderVerifier>>,
+    /// The Sender Rewriting Scheme key: with it, a bounce to one of our
+    /// `SRS0=`/`SRS1=` addresses is accepted at RCPT when its hash and age
+    /// check out, refused (`550 5.1.1`) when not. `None` = SRS addresses
+    /// are looked up like any other.
+    pub srs: Option<Arc<postamt_srs::Srs>>,
 }
 
 /// Serves one connection on the MX port (plaintext start, STARTTLS when

@@ -296,6 +296,27 @@ pub fn alias_loop(rcpt: &str) -> Reply {
     )
 }
 
+/// `550 5.7.1` a members-only list and the sender is not a member
+pub fn not_list_member(list: &str) -> Reply {
+    Reply::new(
+        550,
+        "5.7.1",
+        format!("<{}>: only members may post", truncate(list, 256)),
+    )
+}
+
+/// `552 5.3.4` over a mailing list's own size limit
+pub fn list_message_too_big(list: &str) -> Reply {
+    Reply::new(
+        552,
+        "5.3.4",
+        format!(
+            "<{}>: Message size exceeds the list's maximum message size",
+            truncate(list, 256)
+        ),
+    )
+}
+
 /// `451 4.3.0` the directory could not be asked
 pub fn lookup_failed(rcpt: &str) -> Reply {
     Reply::new(

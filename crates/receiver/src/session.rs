@@ -103,6 +103,18 @@ struct Transaction {
     /// BDAT started this body: DATA and RCPT are refused until the end.
     bdat: bool,
     queue_id: Option<QueueId>,
+    /// `MAIL FROM ... SIZE=`, 0 when not declared.
+    declared_size: u64,
+    /// The smallest size limit of the lists among the recipients, when it
+    /// is below the server's.
+    list_limit: Option<ListLimit>,
+}
+
+/// A mailing list's own size limit, applied to the whole message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ListLimit {
+    list: String,
+    bytes: u64,
 }
 
 /// The body being read now.
@@ -518,6 +530,8 @@ impl Session {
             buffer: None,
             bdat: false,
             queue_id: None,
+            declared_size: declared,
+            list_limit: None,
         });
         reply::sender_ok()
     }
@@ -628,10 +642,43 @@ impl Session {
             txn.recipients.push(address.to_string());
             return reply::recipient_ok();
         }
-        match backend.check_recipient(address).await {
+        match backend.check_recipient(address, &txn.mail_from).await {
             RcptVerdict::Accept => {
                 txn.recipients.push(address.to_string());
                 reply::recipient_ok()
+            }
+            RcptVerdict::AcceptList {
+                list,
+                max_message_size,
+            } => {
+                let server_limit = self.config.limits.max_message_size;
+                if max_message_size > 0 && max_message_size < server_limit {
+                    // RFC 1870: a declared size over the limit is refused now.
+                    if txn.declared_size > max_message_size {
+                        return reply::list_message_too_big(address);
+                    }
+                    if txn
+                        .list_limit
+                        .as_ref()
+                        .is_none_or(|l| max_message_size < l.bytes)
+                    {
+                        txn.list_limit = Some(ListLimit {
+                            list: address.to_string(),
+                            bytes: max_message_size,
+                        });
+                    }
+                }
+                info!(peer = %self.peer, rcpt = %address, %list, from = %txn.mail_from, "list post accepted");
+                txn.recipients.push(address.to_string());
+                reply::recipient_ok()
+            }
+            RcptVerdict::NotMember { list } => {
+                info!(peer = %self.peer, rcpt = %address, %list, from = %txn.mail_from, "list post refused: sender is not a member");
+                reply::not_list_member(address)
+            }
+            RcptVerdict::BadSrs(why) => {
+                warn!(peer = %self.peer, rcpt = %address, from = %txn.mail_from, reason = %why, "invalid SRS address");
+                reply::unknown_user(address)
             }
             RcptVerdict::Unknown => reply::unknown_user(address),
             RcptVerdict::Loop => reply::alias_loop(address),
@@ -683,9 +730,9 @@ impl Session {
                 .as_ref()
                 .and_then(|t| t.buffer.as_ref())
                 .map_or(0, BodyBuffer::size);
-            let limit = self.config.limits.max_message_size;
+            let limit = self.size_limit();
             if so_far.checked_add(size).is_none_or(|total| total > limit) {
-                reject = Some(reply::message_too_big());
+                reject = Some(self.too_big_reply());
             }
         }
         if reject.is_none() {
@@ -707,9 +754,27 @@ impl Session {
         }
     }
 
+    /// The size limit of the message in progress: the server's, or a
+    /// recipient list's when smaller.
+    fn size_limit(&self) -> u64 {
+        let server = self.config.limits.max_message_size;
+        self.txn
+            .as_ref()
+            .and_then(|t| t.list_limit.as_ref())
+            .map_or(server, |l| l.bytes.min(server))
+    }
+
+    /// `552 5.3.4`, naming the list when its limit is the one exceeded.
+    fn too_big_reply(&self) -> Reply {
+        match self.txn.as_ref().and_then(|t| t.list_limit.as_ref()) {
+            Some(l) => reply::list_message_too_big(&l.list),
+            None => reply::message_too_big(),
+        }
+    }
+
     /// Creates the body buffer (with our `Received:` header) if needed.
     fn start_buffer<B: Backend>(&mut self, backend: &B) {
-        let limit = self.config.limits.max_message_size;
+        let limit = self.size_limit();
         let (Some(txn), Some(helo)) = (self.txn.as_mut(), self.helo.as_ref()) else {
             return;
         };
@@ -746,6 +811,13 @@ impl Session {
         };
         let peer = self.peer;
         let helo = self.helo_name().unwrap_or_default().to_string();
+        if let Some(l) = &txn.list_limit
+            && buffer.size() > l.bytes
+        {
+            let r = reply::list_message_too_big(&l.list);
+            info!(%peer, from = %txn.mail_from, size = buffer.size(), list = %l.list, reply = %r, "message rejected");
+            return Step::reply(r);
+        }
         if buffer.overflowed() {
             let r = reply::message_too_big();
             info!(%peer, from = %txn.mail_from, size = buffer.size(), reply = %r, "message rejected");
@@ -976,3 +1048,6 @@ mod secure_tests;
 
 #[cfg(test)]
 mod sender_auth_tests;
+
+#[cfg(test)]
+mod list_tests;

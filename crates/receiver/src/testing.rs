@@ -29,6 +29,37 @@ pub struct FakeBackend {
     pub sender_check_hangs: AtomicBool,
     /// Every sender check asked for.
     checks: Mutex<Vec<CheckCall>>,
+    /// The MAIL FROM given with every recipient check.
+    rcpt_senders: Mutex<Vec<String>>,
+}
+
+/// The fake lists and SRS addresses: `open@` (anyone may post, no size
+/// limit), `members@` (only `alice@example.org`, 500 bytes), `small@`
+/// (anyone, 100 bytes), `big@` (anyone, 5000 bytes: over the server's 1000),
+/// `moderated@` (held later), `SRS0=good…@` (a valid SRS bounce) and
+/// `SRS0=bad…@` (an SRS address whose hash does not match).
+fn list_verdict(address: &str, mail_from: &str) -> Option<RcptVerdict> {
+    let accept = |list: &str, max_message_size| RcptVerdict::AcceptList {
+        list: list.to_string(),
+        max_message_size,
+    };
+    let (local, domain) = address.rsplit_once('@')?;
+    if domain != "example.org" {
+        return None;
+    }
+    Some(match local {
+        "open" => accept("open", 0),
+        "small" => accept("small", 100),
+        "big" => accept("big", 5000),
+        "moderated" => accept("moderated", 0),
+        "members" if mail_from.eq_ignore_ascii_case("alice@example.org") => accept("members", 500),
+        "members" => RcptVerdict::NotMember {
+            list: "members".to_string(),
+        },
+        l if l.starts_with("srs0=good") => RcptVerdict::Accept,
+        l if l.starts_with("srs0=bad") => RcptVerdict::BadSrs("SRS hash does not match".into()),
+        _ => return None,
+    })
 }
 
 /// The arguments of one `check_sender` call.
@@ -98,6 +129,11 @@ impl FakeBackend {
         self.checks.lock().expect("test mutex").clone()
     }
 
+    /// The MAIL FROM of every recipient check so far.
+    pub fn rcpt_senders(&self) -> Vec<String> {
+        self.rcpt_senders.lock().expect("test mutex").clone()
+    }
+
     /// The addresses looked up so far.
     pub fn lookups(&self) -> Vec<String> {
         self.lookups.lock().expect("test mutex").clone()
@@ -105,12 +141,19 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    async fn check_recipient(&self, address: &str) -> RcptVerdict {
+    async fn check_recipient(&self, address: &str, mail_from: &str) -> RcptVerdict {
         let key = address.to_lowercase();
         self.lookups
             .lock()
             .expect("test mutex")
             .push(address.to_string());
+        self.rcpt_senders
+            .lock()
+            .expect("test mutex")
+            .push(mail_from.to_string());
+        if let Some(v) = list_verdict(&key, mail_from) {
+            return v;
+        }
         if let Some(v) = self.verdicts.get(&key) {
             return v.clone();
         }
