@@ -30,16 +30,40 @@ impl QueueOps<'_> {
     /// Every queued message with the reason it waits.
     pub fn list(&self) -> Result<Vec<QueueEntry>, OpsError> {
         let now = chrono::Utc::now().timestamp();
+        let moderated = self.held_for_moderation();
         Ok(self
             .admin
             .spool
             .list()?
             .into_iter()
             .map(|envelope| {
-                let reason = wait_reason(&envelope, now);
+                let reason = match moderated.get(envelope.id.as_str()) {
+                    Some(list) if envelope.held => {
+                        format!("held for moderation by the owner of list {list}")
+                    }
+                    _ => wait_reason(&envelope, now),
+                };
                 QueueEntry { envelope, reason }
             })
             .collect())
+    }
+
+    /// Queue id -> list name of every post waiting for a moderator.
+    fn held_for_moderation(&self) -> std::collections::HashMap<String, String> {
+        let mut out = std::collections::HashMap::new();
+        let Ok(lists) = self.admin.directory.lists() else {
+            return out;
+        };
+        for l in lists {
+            if let Ok(pending) = self.admin.directory.list_pending(&l.list.name) {
+                for p in pending {
+                    if p.action == postamt_directory::PendingAction::Post {
+                        out.insert(p.payload, p.list);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// One message's envelope and its header section.

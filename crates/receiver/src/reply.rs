@@ -290,7 +290,7 @@ pub fn alias_loop(rcpt: &str) -> Reply {
         550,
         "5.4.6",
         format!(
-            "<{}>: Recipient address rejected: Alias loop",
+            "<{}>: Recipient address rejected: alias or forwarding loop",
             truncate(rcpt, 256)
         ),
     )
