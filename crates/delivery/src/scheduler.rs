@@ -159,6 +159,9 @@ struct Loop {
     task_ids: HashMap<tokio::task::Id, QueueId>,
 }
 
+/// How long a shutdown waits for the attempts in hand.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Runs the delivery agent until `shutdown`; see the module doc.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let mut arrivals = ctx.queue.take_arrivals();
@@ -211,10 +214,22 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         in_flight = lp.tasks.len(),
         "delivery agent stopping; finishing the attempts in hand"
     );
-    while let Some(joined) = lp.tasks.join_next_with_id().await {
-        if let Err(e) = joined {
-            error!(error = %e, "delivery attempt failed during shutdown");
+    let finish = async {
+        while let Some(joined) = lp.tasks.join_next_with_id().await {
+            if let Err(e) = joined {
+                error!(error = %e, "delivery attempt failed during shutdown");
+            }
         }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
+        // A slow remote host or DNS must not hold the stop hostage. The
+        // spool still has every unfinished recipient: at worst a message
+        // is delivered again after the restart.
+        warn!(
+            still_running = lp.tasks.len(),
+            "delivery attempts still running after the grace period; abandoning them"
+        );
+        lp.tasks.abort_all();
     }
     if let Err(e) = housekeeping.await {
         error!(error = %e, "list housekeeping failed");

@@ -64,6 +64,9 @@ pub fn run(config_path: &Path) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let result = rt.block_on(serve(config));
+    // Blocking work still running (a stuck disk, a slow DNS lookup) must not
+    // keep the process from exiting; the spool is consistent by design.
+    rt.shutdown_timeout(Duration::from_secs(5));
     if let Err(e) = &result {
         tracing::error!(target: "postamt", error = %format!("{e:#}"), "server stopped");
     }
