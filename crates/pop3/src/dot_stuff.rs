@@ -57,7 +57,7 @@ impl<'a> Iterator for DotStuffed<'a> {
         // Collect whole CRLF lines into one run until one needs a change.
         let mut end = 0;
         loop {
-            let Some(lf) = self.rest[end..].iter().position(|&b| b == b'\n') else {
+            let Some(lf) = memchr::memchr(b'\n', &self.rest[end..]) else {
                 // The last line has no line end: take it all.
                 end = self.rest.len();
                 self.at_line_start = false;
@@ -106,7 +106,7 @@ pub fn top_end(data: &[u8], body_lines: u32) -> usize {
     let mut pos = 0;
     // Skip the header lines and the blank line that ends them.
     loop {
-        let Some(lf) = data[pos..].iter().position(|&b| b == b'\n') else {
+        let Some(lf) = memchr::memchr(b'\n', &data[pos..]) else {
             return data.len();
         };
         let line = &data[pos..pos + lf];
@@ -116,7 +116,7 @@ pub fn top_end(data: &[u8], body_lines: u32) -> usize {
         }
     }
     for _ in 0..body_lines {
-        match data[pos..].iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &data[pos..]) {
             Some(lf) => pos += lf + 1,
             None => return data.len(),
         }

@@ -2,11 +2,11 @@
 //! password `secret`) whose mailbox lives in memory, with switches to make
 //! opening, reading or deleting fail.
 
-use crate::backend::{AuthFailed, Backend, Mailbox};
+use crate::backend::{AuthFailed, Backend, Mailbox, ReadAhead, ReadAheadResult};
 use postamt_store::{MessageInfo, StoreError};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub const USER: &str = "alice";
@@ -21,6 +21,10 @@ pub struct FakeStore {
     pub fail_delete: AtomicBool,
     /// Every `delete` call, as uids.
     pub delete_calls: Mutex<Vec<Vec<String>>>,
+    /// Trips to the store: `read` and `read_ahead` calls.
+    pub trips: AtomicUsize,
+    /// Messages read ahead, in all.
+    pub read_ahead: AtomicUsize,
 }
 
 impl FakeStore {
@@ -116,9 +120,9 @@ impl Backend for FakeBackend {
     }
 }
 
-impl Mailbox for FakeMailbox {
-    fn read(&self, msg: &MessageInfo) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
-        let result = if self.store.fail_read.load(Ordering::SeqCst) {
+impl FakeMailbox {
+    fn lookup(&self, msg: &MessageInfo) -> Result<Vec<u8>, StoreError> {
+        if self.store.fail_read.load(Ordering::SeqCst) {
             Err(StoreError::Io(std::io::Error::other("bad sector")))
         } else {
             self.store
@@ -129,8 +133,36 @@ impl Mailbox for FakeMailbox {
                 .find(|(i, _)| i.uid == msg.uid)
                 .map(|(_, d)| d.clone())
                 .ok_or_else(|| StoreError::Gone(msg.uid.clone()))
-        };
+        }
+    }
+}
+
+impl Mailbox for FakeMailbox {
+    fn read(&self, msg: &MessageInfo) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
+        self.store.trips.fetch_add(1, Ordering::SeqCst);
+        let result = self.lookup(msg);
         async move { result }
+    }
+
+    fn read_ahead(
+        &self,
+        first: &MessageInfo,
+        next: &[MessageInfo],
+        ahead: ReadAhead,
+    ) -> impl Future<Output = ReadAheadResult> + Send {
+        self.store.trips.fetch_add(1, Ordering::SeqCst);
+        let result = self.lookup(first);
+        let mut extra = Vec::new();
+        if result.is_ok() {
+            for msg in &next[..ahead.plan(next)] {
+                let Ok(data) = self.lookup(msg) else { break };
+                extra.push(data);
+            }
+        }
+        self.store
+            .read_ahead
+            .fetch_add(extra.len(), Ordering::SeqCst);
+        async move { (result, extra) }
     }
 
     fn delete(&self, msgs: &[MessageInfo]) -> impl Future<Output = Result<(), StoreError>> + Send {

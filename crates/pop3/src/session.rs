@@ -3,15 +3,20 @@
 //! [`Reply`] out. No sockets here; logins and mailbox access go through the
 //! [`Backend`] and [`Mailbox`] traits, and the TLS handshake after an accepted
 //! `STLS` is the connection's job ([`Session::wants_tls`],
-//! [`Session::tls_established`]).
+//! [`Session::tls_established`]). `RETR`/`TOP` read the next few small
+//! messages ahead in the same store trip (bounded by [`ReadAhead::DEFAULT`],
+//! used at most once each and for [`READ_AHEAD_MAX_AGE`] at most).
 
-use crate::backend::{Backend, Mailbox};
+use crate::backend::{Backend, Mailbox, ReadAhead};
 use crate::capability::{SessionProps, capabilities, sasl_mechanisms};
 use crate::command::{Command, parse};
 use crate::dot_stuff::top_end;
 use crate::response::Reply;
 use crate::sasl::{PlainError, decode_plain};
 use postamt_store::{MessageInfo, StoreError};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// Longest ordinary command line, in octets without the CRLF. `AUTH` lines
@@ -49,11 +54,20 @@ struct Slot {
     retrieved: bool,
 }
 
+/// Data read ahead is used only this long after it was read, so that a
+/// message removed behind the session's back is not served for long.
+pub const READ_AHEAD_MAX_AGE: Duration = Duration::from_secs(2);
+
 /// The TRANSACTION state: the locked mailbox and its snapshot.
 struct Transaction<M> {
     user: String,
     mailbox: M,
     slots: Vec<Slot>,
+    /// Messages read ahead for the `RETR`/`TOP` expected next: slot index
+    /// and data, indices ascending; bounded by [`ReadAhead::DEFAULT`].
+    ahead: VecDeque<(usize, Vec<u8>)>,
+    /// When `ahead` was read.
+    ahead_read: Option<Instant>,
 }
 
 enum State<M> {
@@ -331,6 +345,8 @@ impl<B: Backend> Session<B> {
                             retrieved: false,
                         })
                         .collect(),
+                    ahead: VecDeque::new(),
+                    ahead_read: None,
                 };
                 let (count, size) = tx.totals();
                 info!(user = %tx.user, peer = %self.peer, method, messages = count, size, "login");
@@ -458,7 +474,7 @@ impl<M: Mailbox> Transaction<M> {
             }
             Command::Retr(n) => {
                 let info = self.slot(n)?.info.clone();
-                let data = match self.mailbox.read(&info).await {
+                let data = match self.load(n).await {
                     Ok(data) => data,
                     Err(e) => return Ok(read_error(&self.user, peer, &info, e)),
                 };
@@ -480,7 +496,7 @@ impl<M: Mailbox> Transaction<M> {
             }
             Command::Top { msg, lines } => {
                 let info = self.slot(msg)?.info.clone();
-                let data = match self.mailbox.read(&info).await {
+                let data = match self.load(msg).await {
                     Ok(data) => data,
                     Err(e) => return Ok(read_error(&self.user, peer, &info, e)),
                 };
@@ -521,6 +537,48 @@ impl<M: Mailbox> Transaction<M> {
             // CAPA and QUIT are handled by the session.
             Command::Capa | Command::Quit => Err(Fail::new("Command not valid here")),
         }
+    }
+
+    /// The data of message `n` (a visible slot): read ahead by an
+    /// earlier command, or read now together with the visible messages
+    /// after it ([`Mailbox::read_ahead`]).
+    async fn load(&mut self, n: u32) -> Result<Vec<u8>, StoreError> {
+        let i = (n as usize).saturating_sub(1);
+        if self
+            .ahead_read
+            .is_some_and(|t| t.elapsed() > READ_AHEAD_MAX_AGE)
+        {
+            self.ahead.clear();
+        }
+        while self.ahead.front().is_some_and(|(j, _)| *j < i) {
+            self.ahead.pop_front();
+        }
+        if self.ahead.front().is_some_and(|(j, _)| *j == i)
+            && let Some((_, data)) = self.ahead.pop_front()
+        {
+            return Ok(data);
+        }
+        let Some(slot) = self.slots.get(i) else {
+            return Err(StoreError::Gone(String::new()));
+        };
+        if !self.ahead.is_empty() {
+            // Later messages are still waiting: read just this one.
+            return self.mailbox.read(&slot.info).await;
+        }
+        let limits = ReadAhead::DEFAULT;
+        let (indices, next): (Vec<usize>, Vec<MessageInfo>) = self.slots[i + 1..]
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.deleted)
+            .take(limits.max_messages)
+            .map(|(k, s)| (i + 1 + k, s.info.clone()))
+            .unzip();
+        let (result, extra) = self.mailbox.read_ahead(&slot.info, &next, limits).await;
+        if result.is_ok() && !extra.is_empty() {
+            self.ahead.extend(indices.into_iter().zip(extra));
+            self.ahead_read = Some(Instant::now());
+        }
+        result
     }
 
     fn visible(&self) -> impl Iterator<Item = (usize, &Slot)> {

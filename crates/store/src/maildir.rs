@@ -83,6 +83,36 @@ impl Maildir {
         Ok(data)
     }
 
+    /// For reading ahead, cheaply: the message's bytes if it is still at
+    /// its listed path and has at most `limit` of them; `None` if it is
+    /// larger or no longer there (unlike [`Maildir::read`], a moved message
+    /// is not searched for: that takes a scan of the Maildir).
+    pub fn read_limited(
+        &self,
+        msg: &MessageInfo,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.is_inbox_file(&msg.path) {
+            return Ok(None);
+        }
+        let file = match open_no_follow(&msg.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let len = file.metadata()?.len();
+        if len > limit {
+            return Ok(None);
+        }
+        let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        // One byte past the limit tells a file that grew since the fstat.
+        file.take(limit.saturating_add(1)).read_to_end(&mut data)?;
+        if data.len() as u64 > limit {
+            return Ok(None);
+        }
+        Ok(Some(data))
+    }
+
     /// Opens the message's file (found again by UID if another reader moved
     /// it); returns it with its current path.
     pub fn open_message(&self, msg: &MessageInfo) -> Result<(File, PathBuf), StoreError> {
@@ -144,9 +174,13 @@ impl Maildir {
     /// Whether `path` is directly inside this Maildir's `new/` or `cur/`
     /// (a caller-made `MessageInfo` must not point elsewhere).
     fn is_inbox_file(&self, path: &Path) -> bool {
-        let in_inbox = path
-            .parent()
-            .is_some_and(|p| INBOX_DIRS.iter().any(|sub| p == self.root.join(sub)));
+        // Compares components without building `root/new` and `root/cur`.
+        let in_inbox = path.parent().is_some_and(|dir| {
+            dir.parent() == Some(self.root.as_path())
+                && dir
+                    .file_name()
+                    .is_some_and(|d| INBOX_DIRS.iter().any(|sub| d == *sub))
+        });
         let plain_name = path
             .file_name()
             .is_some_and(|n| !n.as_bytes().starts_with(b"."));

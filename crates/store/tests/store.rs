@@ -259,3 +259,54 @@ fn concurrent_deliveries_all_land_with_distinct_names() {
     let uids: std::collections::HashSet<_> = msgs.iter().map(|m| m.uid.clone()).collect();
     assert_eq!(uids.len(), 200);
 }
+
+#[test]
+fn read_limited_reads_small_messages_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), true);
+    s.deliver("bob", b"short", QID).unwrap();
+    s.deliver("bob", &[b'x'; 100], QID).unwrap();
+    let md = s.open("bob").unwrap();
+    let msgs = md.messages().unwrap();
+    assert_eq!(
+        md.read_limited(&msgs[0], 5).unwrap().as_deref(),
+        Some(&b"short"[..])
+    );
+    assert_eq!(md.read_limited(&msgs[1], 99).unwrap(), None);
+    assert_eq!(
+        md.read_limited(&msgs[1], 100).unwrap().map(|d| d.len()),
+        Some(100)
+    );
+    // Moved by another reader: not searched for (`read` does that).
+    let name = msgs[0].path.file_name().unwrap().to_str().unwrap();
+    std::fs::rename(
+        &msgs[0].path,
+        md.path().join("cur").join(format!("{name}:2,S")),
+    )
+    .unwrap();
+    assert_eq!(md.read_limited(&msgs[0], 5).unwrap(), None);
+    assert_eq!(md.read(&msgs[0]).unwrap(), b"short");
+    md.delete(&msgs[..1]).unwrap();
+    assert_eq!(md.read_limited(&msgs[0], 5).unwrap(), None);
+    // A caller-made path outside the Maildir is never opened.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    let mut forged = msgs[1].clone();
+    forged.path = victim;
+    assert_eq!(md.read_limited(&forged, 100).unwrap(), None);
+}
+
+#[test]
+fn paths_in_another_maildirs_new_are_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), true);
+    s.deliver("bob", b"bob's", QID).unwrap();
+    s.deliver("eve", b"eve's", QID).unwrap();
+    let bob = s.open("bob").unwrap();
+    let eve = s.open("eve").unwrap();
+    let mut forged = bob.messages().unwrap().remove(0);
+    forged.path = eve.messages().unwrap().remove(0).path;
+    assert_eq!(bob.read(&forged).unwrap(), b"bob's", "found by uid instead");
+    forged.uid = "nope".into();
+    assert!(matches!(bob.read(&forged), Err(StoreError::Gone(_))));
+}

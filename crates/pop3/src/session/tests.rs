@@ -691,3 +691,112 @@ async fn canonical_user_name_is_used() {
     // The fake asserts that the mailbox opened is the canonical `alice`.
     assert!(send(&mut s, "PASS secret").await.starts_with("+OK"));
 }
+
+// ---- read-ahead ----
+
+fn store5() -> Arc<FakeStore> {
+    FakeStore::with_messages(&[
+        ("u1", M1),
+        ("u2", M2),
+        ("u3", M3),
+        ("u4", b"Subject: four\r\n\r\n4\r\n"),
+        ("u5", b"Subject: five\r\n\r\n5\r\n"),
+    ])
+}
+
+fn retr_reply(data: &[u8]) -> String {
+    let reply = Reply::Message {
+        status: format!("{} octets", data.len()),
+        data: data.to_vec(),
+        end: data.len(),
+    };
+    String::from_utf8(reply.to_bytes()).expect("test data is UTF-8")
+}
+
+#[tokio::test]
+async fn sequential_retrieval_reads_ahead_in_one_trip() {
+    let store = store5();
+    let expected: Vec<Vec<u8>> = store
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, d)| d.clone())
+        .collect();
+    let mut s = logged_in(&store).await;
+    for (i, data) in expected.iter().enumerate() {
+        assert_eq!(
+            send(&mut s, &format!("RETR {}", i + 1)).await,
+            retr_reply(data)
+        );
+    }
+    assert_eq!(store.trips.load(Ordering::SeqCst), 1);
+    assert_eq!(store.read_ahead.load(Ordering::SeqCst), 4);
+    // Each message read ahead is used once; asking again reads it anew.
+    assert_eq!(send(&mut s, "RETR 2").await, retr_reply(M2));
+    assert_eq!(store.trips.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn read_ahead_respects_deletions_and_top() {
+    let store = store5();
+    let mut s = logged_in(&store).await;
+    assert_eq!(send(&mut s, "RETR 1").await, retr_reply(M1));
+    assert!(send(&mut s, "DELE 3").await.starts_with("+OK"));
+    assert_eq!(send(&mut s, "RETR 3").await, "-ERR no such message\r\n");
+    assert_eq!(
+        send(&mut s, "TOP 2 0").await,
+        "+OK top of message follows\r\nSubject: two\r\n\r\n.\r\n"
+    );
+    assert_eq!(
+        send(&mut s, "RETR 4").await,
+        retr_reply(b"Subject: four\r\n\r\n4\r\n")
+    );
+    assert_eq!(store.trips.load(Ordering::SeqCst), 1);
+    // Going back while later messages wait reads just the one asked for.
+    assert_eq!(send(&mut s, "RETR 1").await, retr_reply(M1));
+    assert_eq!(store.trips.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        send(&mut s, "RETR 5").await,
+        retr_reply(b"Subject: five\r\n\r\n5\r\n")
+    );
+    assert_eq!(store.trips.load(Ordering::SeqCst), 2);
+    // QUIT removes exactly the message marked, read ahead or not.
+    assert!(send(&mut s, "QUIT").await.starts_with("+OK"));
+    assert_eq!(store.uids(), vec!["u1", "u2", "u4", "u5"]);
+}
+
+#[tokio::test]
+async fn unreadable_message_ahead_is_reported_when_asked_for() {
+    let store = store5();
+    let mut s = logged_in(&store).await;
+    // u3 vanishes before anything is read: the read-ahead stops there.
+    store.messages.lock().unwrap().remove(2);
+    assert_eq!(send(&mut s, "RETR 1").await, retr_reply(M1));
+    assert_eq!(store.read_ahead.load(Ordering::SeqCst), 1);
+    assert_eq!(send(&mut s, "RETR 2").await, retr_reply(M2));
+    assert_eq!(
+        send(&mut s, "RETR 3").await,
+        "-ERR Message no longer exists\r\n"
+    );
+    assert_eq!(
+        send(&mut s, "RETR 4").await,
+        retr_reply(b"Subject: four\r\n\r\n4\r\n")
+    );
+    assert!(s.is_authenticated());
+}
+
+#[tokio::test(start_paused = true)]
+async fn data_read_ahead_expires() {
+    let store = store5();
+    let mut s = logged_in(&store).await;
+    assert_eq!(send(&mut s, "RETR 1").await, retr_reply(M1));
+    // Removed behind our back, long enough ago to be noticed.
+    store.messages.lock().unwrap().remove(1);
+    tokio::time::advance(READ_AHEAD_MAX_AGE + Duration::from_millis(1)).await;
+    assert_eq!(
+        send(&mut s, "RETR 2").await,
+        "-ERR Message no longer exists\r\n"
+    );
+    assert_eq!(store.trips.load(Ordering::SeqCst), 2);
+}
