@@ -57,6 +57,44 @@ struct Inner {
     base: Duration,
     cache_hits: AtomicU64,
     hash_checks: AtomicU64,
+    hash_gate: HashGate,
+}
+
+/// Bounds the argon2 verifications running at once to the number of cores:
+/// each one takes ~19 MiB and a core for tens of milliseconds, so running
+/// more in parallel only thrashes memory and makes every login slower.
+/// Cache hits never wait here.
+struct HashGate {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+/// One running argon2 verification; frees its slot when dropped.
+struct HashSlot<'a>(&'a HashGate);
+
+impl HashGate {
+    fn new(slots: usize) -> HashGate {
+        HashGate {
+            free: Mutex::new(slots.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> HashSlot<'_> {
+        let mut free = lock(&self.free);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        HashSlot(self)
+    }
+}
+
+impl Drop for HashSlot<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.free) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,6 +116,7 @@ impl Inner {
         };
         let Some(record) = record else {
             self.hash_checks.fetch_add(1, Ordering::Relaxed);
+            let _slot = self.hash_gate.acquire();
             password::verify_dummy(password);
             lock(&self.cache).remove(&user_lc);
             return Outcome::Bad;
@@ -93,7 +132,11 @@ impl Inner {
             tag
         };
         self.hash_checks.fetch_add(1, Ordering::Relaxed);
-        if password::verify(password, &record.password_hash) {
+        let verified = {
+            let _slot = self.hash_gate.acquire();
+            password::verify(password, &record.password_hash)
+        };
+        if verified {
             lock(&self.cache).insert(&user_lc, record.password_hash, tag, Instant::now());
             Outcome::Ok(record.info)
         } else {
@@ -124,6 +167,9 @@ impl Authenticator {
                 base,
                 cache_hits: AtomicU64::new(0),
                 hash_checks: AtomicU64::new(0),
+                hash_gate: HashGate::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
             }),
         }
     }
@@ -191,6 +237,40 @@ impl Authenticator {
     /// Recent failures counted for a client address and for an account.
     pub fn failures(&self, ip: IpAddr, user: &str) -> (u32, u32) {
         lock(&self.inner.throttle).failures(ip, &fold(user), Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::HashGate;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn never_more_holders_than_slots() {
+        let gate = Arc::new(HashGate::new(2));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (gate, inside, peak) =
+                    (Arc::clone(&gate), Arc::clone(&inside), Arc::clone(&peak));
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _slot = gate.acquire();
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(peak.load(Ordering::SeqCst) <= 2);
+        assert_eq!(*super::lock(&gate.free), 2);
     }
 }
 
