@@ -799,6 +799,13 @@ def test_opportunistic_starttls(env, sink_factory, tmp_path):
     assert tx.tls, "STARTTLS was offered but the message went in plaintext"
     assert re.search(r"\btls=true\b", wait_attempt(env.srv, qid, "sent")[0])
 
+    # The server keeps a finished connection open for a few seconds to reuse
+    # it for the next message to this host; wait until it has said QUIT so
+    # the next message needs a fresh connection (and handshake).
+    deadline = time.monotonic() + 20
+    while not all("QUIT" in sess.commands for sess in sink.sessions):
+        assert time.monotonic() < deadline, [sess.commands for sess in sink.sessions]
+        time.sleep(0.2)
     sink.tls_broken = True
     token2 = uniq("oppobroken-")
     qid2 = env.submit([f"bob@{dom}"], token2)

@@ -1,6 +1,8 @@
 //! The SMTP client as remote delivery sees it: `SmtpConnector` opens a
 //! session to one address, `SmtpSession` runs a transaction. The real
-//! implementation wraps `postamt_smtp_client`; the unit tests script a fake.
+//! implementation wraps `postamt_smtp_client` and keeps a connection that
+//! ended cleanly open for a few seconds, so the next message to the same
+//! host reuses it (checked with RSET first); the unit tests script a fake.
 //! Also builds the client's shared configuration from `[delivery]`: our
 //! EHLO name, the timeouts, and the trust roots for verified TLS (the
 //! system's store plus `tls_ca_file`).
@@ -14,9 +16,11 @@ use postamt_smtp_client::{
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// Where and how to connect.
@@ -69,18 +73,138 @@ pub trait SmtpSession: Send {
     fn quit(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
+/// How long a finished connection waits for the next message to its host.
+pub const IDLE_KEEP: Duration = Duration::from_secs(5);
+/// Idle connections kept per host (address, name, TLS policy, login).
+pub const IDLE_PER_HOST: usize = 4;
+
 /// The real client.
 pub struct SmtpClient {
     config: ClientConfig,
+    pool: Arc<Pool>,
 }
 
 impl SmtpClient {
     pub fn new(config: ClientConfig) -> SmtpClient {
-        SmtpClient { config }
+        SmtpClient {
+            config,
+            pool: Arc::new(Pool::default()),
+        }
     }
 }
 
-struct ClientSession(Connection);
+/// What makes two connections interchangeable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PoolKey {
+    addr: SocketAddr,
+    server_name: String,
+    tls: String,
+    user: Option<String>,
+}
+
+impl PoolKey {
+    fn of(target: &ConnectTarget) -> PoolKey {
+        PoolKey {
+            addr: target.addr,
+            server_name: target.server_name.to_ascii_lowercase(),
+            tls: format!("{:?}", target.tls),
+            user: target.credentials.as_ref().map(|c| c.user.clone()),
+        }
+    }
+}
+
+/// Idle connections, newest last.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<(Instant, Connection)>>>,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<(Instant, Connection)>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The newest idle connection for `key` that is not too old; finding
+    /// only stale ones closes them all.
+    fn take(&self, key: &PoolKey) -> Option<Connection> {
+        let (found, stale) = {
+            let mut idle = self.lock();
+            let list = idle.get_mut(key)?;
+            let found = match list.pop() {
+                Some((since, conn)) if since.elapsed() < IDLE_KEEP => Some(conn),
+                Some(old) => {
+                    list.push(old);
+                    None
+                }
+                None => None,
+            };
+            let stale: Vec<Connection> = match found {
+                Some(_) => Vec::new(),
+                None => list.drain(..).map(|(_, c)| c).collect(),
+            };
+            if list.is_empty() {
+                idle.remove(key);
+            }
+            (found, stale)
+        };
+        close_all(stale);
+        found
+    }
+
+    /// Keeps `conn` for the next message, or closes it when enough wait.
+    fn put(self: &Arc<Self>, key: PoolKey, conn: Connection) {
+        let refused = {
+            let mut idle = self.lock();
+            let list = idle.entry(key).or_default();
+            if list.len() >= IDLE_PER_HOST {
+                Some(conn)
+            } else {
+                list.push((Instant::now(), conn));
+                None
+            }
+        };
+        match refused {
+            Some(conn) => close_all(vec![conn]),
+            None => {
+                let pool = Arc::clone(self);
+                tokio::spawn(async move {
+                    tokio::time::sleep(IDLE_KEEP + Duration::from_millis(100)).await;
+                    pool.sweep();
+                });
+            }
+        }
+    }
+
+    /// Closes (QUIT) every connection idle for longer than [`IDLE_KEEP`].
+    fn sweep(&self) {
+        let stale: Vec<Connection> = {
+            let mut idle = self.lock();
+            let mut out = Vec::new();
+            idle.retain(|_, list| {
+                let (old, fresh): (Vec<_>, Vec<_>) = list
+                    .drain(..)
+                    .partition(|(since, _)| since.elapsed() >= IDLE_KEEP);
+                out.extend(old.into_iter().map(|(_, c)| c));
+                *list = fresh;
+                !list.is_empty()
+            });
+            out
+        };
+        close_all(stale);
+    }
+}
+
+fn close_all(conns: Vec<Connection>) {
+    for c in conns {
+        tokio::spawn(c.quit());
+    }
+}
+
+struct ClientSession {
+    conn: Connection,
+    key: PoolKey,
+    pool: Arc<Pool>,
+}
 
 impl SmtpConnector for SmtpClient {
     fn connect<'a>(
@@ -88,6 +212,19 @@ impl SmtpConnector for SmtpClient {
         target: &'a ConnectTarget,
     ) -> BoxFuture<'a, Result<Box<dyn SmtpSession>, ClientError>> {
         Box::pin(async move {
+            let key = PoolKey::of(target);
+            while let Some(mut conn) = self.pool.take(&key) {
+                // The peer may have closed it meanwhile: RSET proves it lives.
+                if conn.is_usable() && conn.reset().await.is_ok() {
+                    tracing::debug!(addr = %target.addr, "reusing an open SMTP connection");
+                    return Ok(Box::new(ClientSession {
+                        conn,
+                        key,
+                        pool: Arc::clone(&self.pool),
+                    }) as Box<dyn SmtpSession>);
+                }
+                close_all(vec![conn]);
+            }
             let conn = Connection::open(
                 target.addr,
                 &target.server_name,
@@ -96,24 +233,36 @@ impl SmtpConnector for SmtpClient {
                 &self.config,
             )
             .await?;
-            Ok(Box::new(ClientSession(conn)) as Box<dyn SmtpSession>)
+            Ok(Box::new(ClientSession {
+                conn,
+                key,
+                pool: Arc::clone(&self.pool),
+            }) as Box<dyn SmtpSession>)
         })
     }
 }
 
 impl SmtpSession for ClientSession {
     fn is_tls(&self) -> bool {
-        self.0.is_tls()
+        self.conn.is_tls()
     }
     fn send<'a>(
         &'a mut self,
         envelope: &'a Envelope,
         message: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<RecipientResult>, ClientError>> {
-        Box::pin(self.0.send(envelope, message))
+        Box::pin(self.conn.send(envelope, message))
     }
+    /// A connection in good order goes back to the pool instead of QUIT.
     fn quit(self: Box<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(async move { self.0.quit().await })
+        let ClientSession { conn, key, pool } = *self;
+        Box::pin(async move {
+            if conn.is_usable() {
+                pool.put(key, conn);
+            } else {
+                conn.quit().await;
+            }
+        })
     }
 }
 

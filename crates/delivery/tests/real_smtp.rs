@@ -46,6 +46,8 @@ async fn sink(listener: TcpListener, seen: Arc<Mutex<Vec<String>>>) {
         } else if upper.starts_with("DATA") {
             in_data = true;
             b"354 go ahead\r\n"
+        } else if upper.starts_with("RSET") {
+            b"250 2.0.0 reset\r\n"
         } else if upper.starts_with("QUIT") {
             let _ = w.write_all(b"221 2.0.0 bye\r\n").await;
             return;
@@ -113,6 +115,53 @@ async fn delivers_through_the_real_client_to_a_smarthost() {
     );
     assert!(seen.contains("RCPT TO:<a@one.test>"), "{seen}");
     assert!(seen.contains("hello\r\n.\r\n"), "{seen}");
+}
+
+/// A second message to the same host right after the first travels on the
+/// same connection (the sink accepts only one), after an RSET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_message_reuses_the_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = tokio::spawn(sink(listener, Arc::clone(&seen)));
+
+    let mut cfg = Config {
+        hostname: "mx.example.org".into(),
+        ..Config::default()
+    };
+    cfg.delivery.smarthost = Some(addr.to_string());
+    cfg.dns.nameservers = vec!["127.0.0.1:9".into()];
+    cfg.delivery.connect_timeout = "3s".parse().unwrap();
+    cfg.delivery.command_timeout = "10s".parse().unwrap();
+    cfg.delivery.data_timeout = "10s".parse().unwrap();
+    let remote = Arc::new(RemoteDelivery::from_config(&cfg, 16).expect("remote delivery"));
+    for n in 1..=2 {
+        let job = MessageJob {
+            queue_id: format!("q{n}"),
+            mail_from: "s@example.org".into(),
+            eight_bit: false,
+            smtputf8: false,
+            message: Arc::from(format!("Subject: {n}\r\n\r\nmessage {n}\r\n").as_bytes()),
+        };
+        let rcpts = vec![format!("r{n}@one.test")];
+        let out = tokio::time::timeout(Duration::from_secs(30), remote.deliver(job, &rcpts))
+            .await
+            .expect("delivery finishes");
+        let r = &out[&rcpts[0]];
+        assert!(r.result.is_ok(), "message {n}: {r:?}");
+    }
+    // The idle connection is closed (QUIT) a few seconds later.
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the idle connection is closed")
+        .unwrap();
+    let seen = seen.lock().unwrap().join("");
+    assert_eq!(seen.matches("EHLO").count(), 1, "one connection: {seen}");
+    assert_eq!(seen.matches("MAIL FROM:").count(), 2, "{seen}");
+    assert!(seen.contains("RSET"), "checked before reuse: {seen}");
+    assert!(seen.contains("message 2\r\n.\r\n"), "{seen}");
+    assert!(seen.ends_with("QUIT\r\n"), "{seen}");
 }
 
 #[test]
