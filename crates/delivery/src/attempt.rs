@@ -39,7 +39,7 @@ pub const BROKEN_RETRY_SECS: i64 = 3600;
 
 /// Wait before trying again a message held back only because its remote
 /// destination was saturated here (4.4.5).
-pub const CONGESTION_RETRY_SECS: i64 = 2;
+pub const CONGESTION_RETRY_SECS: i64 = 1;
 
 /// What the scheduler should do with the message after an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 /// Messages attempted at the same time (each holds its message in memory).
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// The agent's shared state.
 pub struct Context {

@@ -36,13 +36,13 @@ pub struct LimitSettings {
 
 impl LimitSettings {
     /// From `[delivery]`, for an agent that attempts `max_in_flight`
-    /// messages at once: one domain may hold at most half of them.
+    /// messages at once: one domain may hold at most three quarters of them.
     pub fn from_config(cfg: &Config, max_in_flight: usize) -> LimitSettings {
         let d = &cfg.delivery;
         LimitSettings {
             max_connections: d.max_connections.max(1),
             max_connections_per_domain: d.max_connections_per_domain.max(1),
-            max_busy_per_domain: (max_in_flight / 2).max(1),
+            max_busy_per_domain: (max_in_flight * 3 / 4).max(1),
             slot_wait: DEFAULT_SLOT_WAIT,
             suspend_for: d.retry_delay(1).min(MAX_SUSPENSION),
         }
@@ -215,9 +215,9 @@ mod tests {
     }
 
     #[test]
-    fn from_config_gives_one_domain_at_most_half_the_agent() {
+    fn from_config_leaves_a_quarter_of_the_agent_to_other_domains() {
         let s = LimitSettings::from_config(&Config::default(), 16);
-        assert_eq!(s.max_busy_per_domain, 8);
+        assert_eq!(s.max_busy_per_domain, 12);
         assert_eq!((s.max_connections, s.max_connections_per_domain), (50, 5));
         assert_eq!(s.suspend_for, Duration::from_secs(60));
     }

@@ -44,7 +44,12 @@ pub fn init_server(c: &Config) -> Result<LogGuards> {
             continue;
         }
         let appender = tracing_appender::rolling::never(&dir, file);
-        let (writer, guard) = tracing_appender::non_blocking(appender);
+        // Never drop lines when the writer falls behind: the logs are the
+        // admin's record of every message (tracing-appender is lossy by
+        // default).
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(appender);
         guards.push(guard);
         let filter = targets
             .iter()
