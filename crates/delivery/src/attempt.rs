@@ -292,18 +292,17 @@ fn expand_recipient(
             Failure::permanent("5.1.1", "address expands to no mailbox", true),
         )),
         Ok(Target::Deliver(exp)) => {
-            let forwarded = forward_addresses(ctx, env, &exp.users);
             let dests = exp
                 .destinations
                 .iter()
                 .map(|d| {
                     // A remote address reached through a forward or an
-                    // alias is a forwarded copy: SRS keeps SPF passing at the
+                    // alias (anything but the recipient itself) is a
+                    // forwarded copy: SRS keeps SPF passing at the
                     // destination. A remote recipient named as such is not.
                     let sender = match d {
                         Destination::Remote { address }
-                            if forwarded.contains(&address.to_ascii_lowercase())
-                                || !address.eq_ignore_ascii_case(&rcpt.address) =>
+                            if !address.eq_ignore_ascii_case(&rcpt.address) =>
                         {
                             forwarded_sender(ctx, env, domains, now)
                         }
@@ -448,25 +447,6 @@ fn failed_dest(dest: &str, f: Failure) -> Planned {
         duplicate: false,
         remote: None,
     })
-}
-
-/// The forward addresses (lowercase) of `users`: remote destinations among
-/// them are forwarded copies, sent with an SRS sender.
-fn forward_addresses(ctx: &Context, env: &Envelope, users: &[String]) -> HashSet<String> {
-    let mut out = HashSet::new();
-    let Some(dir) = ctx.directory.mail_directory() else {
-        return out;
-    };
-    for u in users {
-        match dir.get_forward(u) {
-            Ok(Some(f)) => out.extend(f.addresses.iter().map(|a| a.to_ascii_lowercase())),
-            Ok(None) => {}
-            Err(e) => {
-                warn!(queue_id = %env.id, user = %u, error = %e, "cannot read the forward")
-            }
-        }
-    }
-    out
 }
 
 /// The envelope sender of a forwarded copy to a remote destination: the
