@@ -18,11 +18,6 @@ pub fn random_password() -> String {
         .collect()
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// The first port of `candidates` that is free on 127.0.0.1, else the last.
 fn free_port(candidates: &[u16]) -> u16 {
     candidates
@@ -99,7 +94,7 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     let config_path = dir.join("postamt.toml");
     let fresh = !config_path.exists();
     if fresh {
-        let text = config_text(&dir, args.domain.as_deref(), is_root());
+        let text = config_text(&dir, args.domain.as_deref(), crate::privilege::is_root());
         std::fs::write(&config_path, text)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
     }
