@@ -23,4 +23,12 @@ seed client_stuffing msg '\003\001\007\002Subject: x\r\n\r\n.dot\rbare cr\nbare 
 seed srs_reverse fwd '\000\000\000\000\000\000\000\000user@example.com'
 seed directory_names match 'sales-*@example.org\000sales-eu@example.org'
 seed config_parse basic 'hostname = "mx.example.org"\ndomains = ["example.org"]\n[limits]\nmax_message_size = 1000\n'
+# imap_command: byte 0 = mode (0 before login, 1 after, 2 AUTHENTICATE data, 3 IDLE),
+# byte 1 = read size - 1.
+seed imap_command login '\000\007a LOGIN alice {6}\r\nsecret\r\nb CAPABILITY\r\nc AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\nd STARTTLS\r\ne LOGOUT\r\n'
+seed imap_command fetch '\001\077a SELECT INBOX\r\nb FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE BODYSTRUCTURE)\r\nc UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (Subject From)]<0.100> BODY[1.MIME] BINARY[2] BINARY.SIZE[1] BODY[TEXT] RFC822.HEADER MODSEQ) (CHANGEDSINCE 1)\r\nd FETCH 1 FULL\r\n'
+seed imap_command search '\001\020a SEARCH CHARSET UTF-8 OR (FROM alice SUBJECT {4+}\r\ncaf\303\251) NOT (BODY hello TEXT world) SINCE 1-Jan-2020 HEADER X-Spam yes UID 1:* 2,4:*\r\nb UID SEARCH MODSEQ 5 LARGER 10 SMALLER 100000 KEYWORD $Junk UNSEEN SENTON 14-Nov-2023\r\n'
+seed imap_command append '\001\003a APPEND INBOX (\\Seen) "14-Nov-2023 10:00:00 +0100" {11}\r\nSubject: x\r\nb IDLE\r\nDONE\r\nc STORE 1:3 +FLAGS.SILENT (\\Deleted)\r\nd UID EXPUNGE 1:3\r\n'
+seed imap_command authdata '\002\000AGFsaWNlAHNlY3JldA==\r\n*\r\n'
+seed imap_command idle '\003\000DONE\r\ndone\r\nDONE x\r\n'
 echo "seeded corpus/"

@@ -48,6 +48,24 @@ pub(crate) fn validate(c: &Config) -> Result<(), (String, String)> {
             }
         }
     }
+    // The web admin carries passwords and session cookies: plain HTTP
+    // only where nothing leaves the machine.
+    if c.tls.cert.is_none() {
+        for (i, a) in c.listen.admin.iter().enumerate() {
+            if let Ok(addr) = a.parse::<SocketAddr>()
+                && !addr.ip().to_canonical().is_loopback()
+            {
+                return Err((
+                    format!("listen.admin[{i}]"),
+                    format!(
+                        "`{a}` is not a loopback address, and without [tls] cert/key the web admin \
+                         would serve passwords over plain HTTP; set [tls] cert and key (HTTPS), or \
+                         listen on 127.0.0.1"
+                    ),
+                ));
+            }
+        }
+    }
     for (i, a) in c.dns.nameservers.iter().enumerate() {
         if a.parse::<SocketAddr>().is_err() {
             return Err((
@@ -237,6 +255,18 @@ key = "/etc/postamt/key.pem"
             e.contains("key `limits.idle_timeout`") && e.contains("no unit"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn admin_off_loopback_needs_tls() {
+        let e = err("[listen]\nadmin = [\"0.0.0.0:8080\"]\n");
+        assert!(e.contains("key `listen.admin[0]`"), "{e}");
+        assert!(e.contains("[tls]"), "{e}");
+        let ok = "[listen]\nadmin = [\"[::1]:8080\", \"127.0.0.2:8080\"]\n";
+        assert!(parse(ok, Path::new("/etc/postamt.toml")).is_ok());
+        let tls =
+            "[listen]\nadmin = [\"0.0.0.0:8080\"]\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+        assert!(parse(tls, Path::new("/etc/postamt.toml")).is_ok());
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub const SPOOL_RETRY_SECS: i64 = 60;
 pub const BROKEN_RETRY_SECS: i64 = 3600;
 
 /// Wait before trying again a message held back only because its remote
-/// destination was saturated here (4.4.5).
+/// destination was saturated here (4.4.5), when no scheduler parks it
+/// (`Next::WaitFor`).
 pub const CONGESTION_RETRY_SECS: i64 = 1;
 
 /// What the scheduler should do with the message after an attempt.
@@ -46,6 +47,11 @@ pub const CONGESTION_RETRY_SECS: i64 = 1;
 pub enum Next {
     /// Attempt again at this Unix time.
     At(i64),
+    /// Some recipients wait only for a free delivery slot to this remote
+    /// domain here (it has as many deliveries as it may): park the message
+    /// and attempt it again the moment one of them ends. Not a deferral:
+    /// nothing was logged or counted for it.
+    WaitFor(String),
     /// Nothing to schedule: delivered and removed, held, gone or unreadable.
     Unscheduled,
 }
@@ -84,13 +90,18 @@ struct DestOutcome {
 
 /// Runs one attempt of message `id` at time `now` (Unix seconds).
 pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
-    let mut env = match ctx.queue.get(id) {
-        Ok(e) => e,
-        Err(SpoolError::NotFound(_)) => {
-            debug!(queue_id = %id, "message is no longer in the queue");
-            return Next::Unscheduled;
-        }
-        Err(e) => return spool_trouble(id, &e, "read the envelope", now),
+    // One read of the queue file as a rule; any trouble is sorted out by
+    // the separate reads below, which say what exactly is wrong.
+    let (mut env, data, has_state) = match ctx.queue.load(id) {
+        Ok(l) => (l.envelope, Some(l.message), l.has_state),
+        Err(_) => match ctx.queue.get(id) {
+            Ok(e) => (e, None, true),
+            Err(SpoolError::NotFound(_)) => {
+                debug!(queue_id = %id, "message is no longer in the queue");
+                return Next::Unscheduled;
+            }
+            Err(e) => return spool_trouble(id, &e, "read the envelope", now),
+        },
     };
     if env.held {
         debug!(queue_id = %id, "message is held; not delivering");
@@ -100,19 +111,23 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
     if !pending && unbounced(&env).is_empty() {
         return finish(ctx, env, now);
     }
-    let data = match ctx.queue.read_message(id) {
-        Ok(d) => d,
-        Err(e @ SpoolError::Io(_)) => return spool_trouble(id, &e, "read the message", now),
-        Err(e) => {
-            // The envelope is there but its message is not: leave it to the
-            // admin, and look again only hourly (rescans honour next_attempt).
-            error!(queue_id = %id, error = %e, "cannot read the message; left in the queue for the admin");
-            env.next_attempt = now.saturating_add(BROKEN_RETRY_SECS);
-            if let Err(e) = ctx.queue.update(&env) {
-                warn!(queue_id = %id, error = %e, "cannot save the envelope");
+    let data = match data {
+        Some(d) => d,
+        None => match ctx.queue.read_message(id) {
+            Ok(d) => d,
+            Err(e @ SpoolError::Io(_)) => return spool_trouble(id, &e, "read the message", now),
+            Err(e) => {
+                // The envelope is there but its message is not: leave it to
+                // the admin, and look again only hourly (rescans honour
+                // next_attempt).
+                error!(queue_id = %id, error = %e, "cannot read the message; left in the queue for the admin");
+                env.next_attempt = now.saturating_add(BROKEN_RETRY_SECS);
+                if let Err(e) = ctx.queue.update(&env) {
+                    warn!(queue_id = %id, error = %e, "cannot save the envelope");
+                }
+                return Next::At(env.next_attempt);
             }
-            return Next::At(env.next_attempt);
-        }
+        },
     };
 
     // Planned before delivering, so the deferral logs can name it.
@@ -124,8 +139,19 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
     env.next_attempt = policy::next_attempt_at(attempts, now, &ctx.config.delivery);
     let mut local_failure: HashMap<String, bool> = HashMap::new();
     let mut side = Side::default();
+    let mut congested: Option<String> = None;
+    let parking = ctx
+        .remote
+        .as_ref()
+        .is_some_and(|r| r.limits().parking_available());
     if pending {
         let give_up = policy::should_give_up(&env, now, &ctx.config.delivery);
+        // Nothing but a busy destination may stop this attempt early: not
+        // when a bounce or a delay warning is due anyway.
+        let may_wait_quietly = parking
+            && !give_up
+            && unbounced(&env).is_empty()
+            && !policy::should_warn_delay(&env, now, &ctx.config.delivery);
         let domains = ctx.local_domains();
         let mut round = Round::new(&env);
         let mut recipients = std::mem::take(&mut env.recipients);
@@ -152,7 +178,18 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
             plans.push((i, planned));
         }
         let remote = deliver_remote(ctx, &env, &data, &remote_wanted);
-        let counted = settle_congestion(&mut env, &plans, &remote, attempts, now);
+        congested = congested_domain(&plans, &remote);
+        if let Some(domain) = &congested
+            && may_wait_quietly
+            && only_congestion(&plans, &remote)
+        {
+            // Nothing happened: no recipient's state changed, so nothing is
+            // saved or logged; the scheduler starts the message again as
+            // soon as a delivery to the domain ends.
+            debug!(queue_id = %env.id, domain = %domain, "destination busy here; waiting for a delivery slot");
+            return Next::WaitFor(domain.clone());
+        }
+        let counted = settle_congestion(&mut env, &plans, &remote, attempts, now, parking);
         for (i, planned) in plans {
             let Some(rcpt) = recipients.get_mut(i) else {
                 continue;
@@ -174,7 +211,36 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
     if side.hold {
         info!(queue_id = %env.id, "message held for a list owner's decision");
     }
-    finish_holding(ctx, env, now, side.hold)
+    match (
+        finish_holding(ctx, env, now, side.hold, has_state),
+        congested,
+    ) {
+        (Next::At(_), Some(domain)) if parking => Next::WaitFor(domain),
+        (next, _) => next,
+    }
+}
+
+/// The first remote domain that turned a recipient away only because it
+/// was saturated here.
+fn congested_domain(
+    plans: &[(usize, Vec<Planned>)],
+    remote: &HashMap<String, RemoteOutcome>,
+) -> Option<String> {
+    plans.iter().flat_map(|(_, v)| v).find_map(|p| match p {
+        Planned::Remote(a) if remote.get(a).is_some_and(|o| o.congestion) => remote::domain_of(a),
+        _ => None,
+    })
+}
+
+/// Whether congestion is all that happened to the recipients this attempt.
+fn only_congestion(
+    plans: &[(usize, Vec<Planned>)],
+    remote: &HashMap<String, RemoteOutcome>,
+) -> bool {
+    plans.iter().flat_map(|(_, v)| v).all(|p| match p {
+        Planned::Remote(a) => remote.get(a).is_some_and(|o| o.congestion),
+        Planned::Done(_) => false,
+    })
 }
 
 fn has_pending(env: &Envelope) -> bool {
@@ -668,15 +734,18 @@ fn deliver_remote(
 }
 
 /// When only congestion (a saturated destination here) kept remote mail
-/// from leaving, the message is tried again soon and the attempt is not
-/// counted; with other temporary failures too, it is counted and retried
-/// no later than that. Returns the attempt count to save.
+/// from leaving, the message is tried again soon (`parked`: as soon as the
+/// scheduler starts it again; it is due now should the server restart
+/// meanwhile) and the attempt is not counted; with other temporary
+/// failures too, it is counted and retried no later than that. Returns the
+/// attempt count to save.
 fn settle_congestion(
     env: &mut Envelope,
     plans: &[(usize, Vec<Planned>)],
     remote: &HashMap<String, RemoteOutcome>,
     attempts: u32,
     now: i64,
+    parked: bool,
 ) -> u32 {
     let mut congested = false;
     let mut other_temporary = false;
@@ -697,7 +766,11 @@ fn settle_congestion(
     if !congested {
         return attempts;
     }
-    let soon = now.saturating_add(CONGESTION_RETRY_SECS);
+    let soon = if parked {
+        now
+    } else {
+        now.saturating_add(CONGESTION_RETRY_SECS)
+    };
     env.next_attempt = env.next_attempt.min(soon);
     if other_temporary {
         attempts
@@ -764,7 +837,16 @@ fn settle_recipient(
 
     let failures = || outcomes.iter().filter_map(|o| o.result.as_ref().err());
     let permanent = failures().find(|f| f.is_permanent());
-    let temporary = failures().find(|f| !f.is_permanent());
+    // A busy destination here is no news about the recipient: its last
+    // error stays what it was unless something else went wrong too.
+    let congestion = |o: &DestOutcome| o.remote.as_ref().is_some_and(|r| r.congestion);
+    let temporary = outcomes
+        .iter()
+        .filter(|o| !congestion(o))
+        .filter_map(|o| o.result.as_ref().err())
+        .find(|f| !f.is_permanent())
+        .or_else(|| failures().find(|f| !f.is_permanent()));
+    let only_congested = outcomes.iter().all(|o| o.result.is_ok() || congestion(o));
     let (status, last_error) = match (permanent, temporary) {
         (None, None) => (RecipientStatus::Delivered, None),
         (Some(p), None) => (RecipientStatus::Failed, Some(p.line())),
@@ -773,13 +855,39 @@ fn settle_recipient(
             RecipientStatus::Failed,
             Some(policy::give_up_line(&t.line(), env, now)),
         ),
+        (None, Some(_)) if only_congested => (RecipientStatus::Pending, rcpt.last_error.clone()),
         (_, Some(t)) => (RecipientStatus::Pending, Some(t.line())),
     };
     let local = failures().next().map(|_| failures().any(|f| f.local));
+    count_fate(&status, last_error.as_deref(), &outcomes, only_congested);
     rcpt.status = status;
     rcpt.last_error = last_error;
     log_outcomes(env, rcpt, &outcomes, now);
     local
+}
+
+/// The metrics of one recipient's fate: each copy delivered (a mailbox or
+/// a remote address, not a list post or a repeat), and the recipient
+/// bounced (by its status code) or deferred (not for mere congestion).
+fn count_fate(
+    status: &RecipientStatus,
+    last_error: Option<&str>,
+    outcomes: &[DestOutcome],
+    only_congested: bool,
+) {
+    let m = postamt_metrics::global();
+    for o in outcomes {
+        if o.result.is_ok() && !o.duplicate && (o.remote.is_some() || !o.dest.contains(':')) {
+            m.delivered(o.remote.is_some());
+        }
+    }
+    match status {
+        RecipientStatus::Failed => m.bounced(postamt_metrics::BounceClass::of_status(
+            last_error.unwrap_or_default(),
+        )),
+        RecipientStatus::Pending if !only_congested => m.deferred(),
+        _ => {}
+    }
 }
 
 /// One event per destination outcome: `status` is sent, deferred or bounced.
@@ -831,16 +939,19 @@ fn log_outcomes(env: &Envelope, rcpt: &Recipient, outcomes: &[DestOutcome], now:
                     addr,
                     tls,
                     reply,
-                mx,
-                addr,
-                tls,
-                reply,
                     status = %"bounced",
                     delay,
                     reason = %reason,
                     "delivery failed"
                 )
             }
+            Err(f) if r.is_some_and(|r| r.congestion) => debug!(
+                queue_id = %env.id,
+                to = %rcpt.address,
+                dest = %o.dest,
+                reason = %f.line(),
+                "waiting for a delivery slot to the destination"
+            ),
             Err(f) => info!(
                 queue_id = %env.id,
                 to = %rcpt.address,
@@ -991,16 +1102,45 @@ fn enqueue_report(
     ctx.queue.enqueue(msg, report)
 }
 
+fn log_completed(env: &Envelope, now: i64) {
+    let count = |s: RecipientStatus| env.recipients.iter().filter(|r| r.status == s).count();
+    info!(
+        queue_id = %env.id,
+        delivered = count(RecipientStatus::Delivered),
+        failed = count(RecipientStatus::Failed),
+        delay = policy::age(env, now),
+        "message completed, removed from the queue"
+    );
+}
+
 /// Saves the envelope, or removes the message when every recipient is done
 /// and every failure is bounced. Keeps a `held` flag the admin set while the
 /// attempt ran, and respects a deletion made meanwhile.
 fn finish(ctx: &Context, env: Envelope, now: i64) -> Next {
-    finish_holding(ctx, env, now, false)
+    finish_holding(ctx, env, now, false, true)
 }
 
 /// `finish`, holding the message when `hold` (a post waits for a list
-/// owner).
-fn finish_holding(ctx: &Context, mut env: Envelope, now: i64, hold: bool) -> Next {
+/// owner). A message done with is removed at once (a hold set meanwhile
+/// does not matter any more; `has_state`: whether its `load` found a state
+/// file); otherwise the envelope is read again first, to keep a hold the
+/// admin set during the attempt.
+fn finish_holding(ctx: &Context, mut env: Envelope, now: i64, hold: bool, has_state: bool) -> Next {
+    if !hold && env.is_done() && unbounced(&env).is_empty() {
+        match ctx.queue.remove_finished(&env.id, has_state, env.size) {
+            Ok(()) => {
+                log_completed(&env, now);
+                return Next::Unscheduled;
+            }
+            Err(SpoolError::NotFound(_)) => {
+                info!(queue_id = %env.id, "message was deleted from the queue during the attempt");
+                return Next::Unscheduled;
+            }
+            Err(e) => {
+                error!(queue_id = %env.id, error = %e, "cannot remove the finished message");
+            }
+        }
+    }
     match ctx.queue.get(&env.id) {
         Ok(current) => env.held = current.held || hold,
         Err(SpoolError::NotFound(_)) => {
@@ -1012,15 +1152,7 @@ fn finish_holding(ctx: &Context, mut env: Envelope, now: i64, hold: bool) -> Nex
     if env.is_done() && unbounced(&env).is_empty() {
         match ctx.queue.remove(&env.id) {
             Ok(()) => {
-                let count =
-                    |s: RecipientStatus| env.recipients.iter().filter(|r| r.status == s).count();
-                info!(
-                    queue_id = %env.id,
-                    delivered = count(RecipientStatus::Delivered),
-                    failed = count(RecipientStatus::Failed),
-                    delay = policy::age(&env, now),
-                    "message completed, removed from the queue"
-                );
+                log_completed(&env, now);
                 return Next::Unscheduled;
             }
             Err(e) => error!(queue_id = %env.id, error = %e, "cannot remove the finished message"),
@@ -1060,6 +1192,67 @@ mod tests {
             .iter()
             .find(|r| r.address == address)
             .expect("recipient in envelope")
+    }
+
+    #[test]
+    fn each_fate_is_counted_in_the_metrics() {
+        let before = postamt_metrics::global().snapshot();
+        let h = Harness::new();
+        h.dir.users("alice@example.org", &["alice"]);
+        h.dir.users("bob@example.org", &["bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        h.queue.put(envelope(
+            "m1",
+            "s@x.org",
+            &["alice@example.org", "bob@example.org", "ghost@example.org"],
+            T0,
+        ));
+        attempt(&h.ctx, &qid("m1"), T0);
+        // Other tests count too, at the same time: at least ours are there.
+        let after = postamt_metrics::global().snapshot();
+        assert!(after.delivered_local > before.delivered_local);
+        assert!(after.deferred > before.deferred);
+        let address = postamt_metrics::BounceClass::of_status("5.1.1");
+        let i = postamt_metrics::BounceClass::ALL
+            .iter()
+            .position(|c| *c == address)
+            .unwrap();
+        assert!(
+            after.bounced[i] > before.bounced[i],
+            "5.1.1 is an address bounce"
+        );
+    }
+
+    #[test]
+    fn a_message_delivered_at_once_is_removed_without_saving_or_rereading() {
+        let h = Harness::new();
+        h.dir.users("alice@example.org", &["alice"]);
+        h.queue
+            .put(envelope("m1", "s@x.org", &["alice@example.org"], T0));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::Unscheduled);
+        assert_eq!(h.store.count("alice"), 1);
+        let s = h.queue.state();
+        assert!(s.updates.is_empty(), "no state file written");
+        assert_eq!(s.gets, 0, "one load, no re-read");
+        assert_eq!(
+            s.finished,
+            [(qid("m1"), false)],
+            "removed knowing there is no state file"
+        );
+        assert!(s.envelopes.is_empty());
+    }
+
+    #[test]
+    fn a_retried_message_is_removed_with_its_state_file() {
+        let h = Harness::new();
+        h.dir.users("bob@example.org", &["bob"]);
+        h.store.fail("bob", Some(StoreFault::Io));
+        h.queue
+            .put(envelope("m1", "s@x.org", &["bob@example.org"], T0));
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0), Next::At(T0 + 60));
+        h.store.fail("bob", None);
+        assert_eq!(attempt(&h.ctx, &qid("m1"), T0 + 60), Next::Unscheduled);
+        assert_eq!(h.queue.state().finished, [(qid("m1"), true)]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! database I/O): call them from `spawn_blocking`.
 
 use postamt_directory::{Destination, Directory, Expansion, LocalDomains, ResolveError, Target};
-use postamt_spool::{Envelope, NewMessage, QueueId, Spool, SpoolError};
+use postamt_spool::{Envelope, Loaded, NewMessage, QueueId, Spool, SpoolError};
 use postamt_store::{MailStore, StoreError};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -16,8 +16,23 @@ pub trait QueueBackend: Send + Sync {
     fn list(&self) -> Result<Vec<Envelope>, SpoolError>;
     fn get(&self, id: &QueueId) -> Result<Envelope, SpoolError>;
     fn read_message(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError>;
+    /// The envelope and the message at once (the real spool reads the
+    /// queue file once).
+    fn load(&self, id: &QueueId) -> Result<Loaded, SpoolError> {
+        Ok(Loaded {
+            envelope: self.get(id)?,
+            message: self.read_message(id)?,
+            has_state: true,
+        })
+    }
     fn update(&self, env: &Envelope) -> Result<(), SpoolError>;
     fn remove(&self, id: &QueueId) -> Result<(), SpoolError>;
+    /// Removes a finished message; `has_state` as `load` said, `size` the
+    /// message's.
+    fn remove_finished(&self, id: &QueueId, has_state: bool, size: u64) -> Result<(), SpoolError> {
+        let _ = (has_state, size);
+        self.remove(id)
+    }
     /// Queues a new message (bounces, delay warnings) durably.
     fn enqueue(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, SpoolError>;
 }
@@ -68,6 +83,12 @@ impl QueueBackend for Spool {
     }
     fn read_message(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
         Spool::read_message(self, id)
+    }
+    fn load(&self, id: &QueueId) -> Result<Loaded, SpoolError> {
+        Spool::load(self, id)
+    }
+    fn remove_finished(&self, id: &QueueId, has_state: bool, size: u64) -> Result<(), SpoolError> {
+        Spool::remove_finished(self, id, has_state, size)
     }
     fn update(&self, env: &Envelope) -> Result<(), SpoolError> {
         Spool::update(self, env)

@@ -42,6 +42,13 @@ pub fn classify_store(e: &StoreError) -> Failure {
         StoreError::Io(_) => Failure::temporary("4.2.0", &e.to_string(), true),
         StoreError::InUse => Failure::temporary("4.2.1", "mailbox is busy", true),
         StoreError::Gone(_) => Failure::temporary("4.3.0", &e.to_string(), true),
+        // Folder errors come from IMAP operations, never from delivery
+        // into INBOX; if one shows up, retry rather than bounce.
+        StoreError::BadFolderName(_)
+        | StoreError::NoSuchFolder(_)
+        | StoreError::FolderExists(_)
+        | StoreError::NotAllowed(_)
+        | StoreError::Index(_) => Failure::temporary("4.3.0", &e.to_string(), true),
     }
 }
 

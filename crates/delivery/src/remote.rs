@@ -471,6 +471,13 @@ impl RemoteDelivery {
         match session.send(envelope, message).await {
             Ok(results) => {
                 spawn_quit(session);
+                if results
+                    .iter()
+                    .any(|r| matches!(r, RecipientResult::Accepted(_)))
+                {
+                    postamt_metrics::global()
+                        .bytes_sent(postamt_metrics::Protocol::Smtp, message.len() as u64);
+                }
                 let n = envelope.recipients.len();
                 let outcomes = (0..n)
                     .map(|i| match results.get(i) {
@@ -506,9 +513,12 @@ impl RemoteDelivery {
 }
 
 /// QUIT in the background, bounded, so the attempt does not wait for it.
+/// `quit` is called here, before the caller lets go of its connection slot:
+/// a connection kept for reuse is in the pool by then.
 fn spawn_quit(session: Box<dyn crate::transport::SmtpSession>) {
+    let quit = session.quit();
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(QUIT_WAIT, session.quit()).await;
+        let _ = tokio::time::timeout(QUIT_WAIT, quit).await;
     });
 }
 

@@ -2,7 +2,7 @@
 //! scripted SMTP client: routing, fallback, grouping, outcomes, bounces,
 //! retries, concurrency and loops.
 
-use crate::attempt::{CONGESTION_RETRY_SECS, Next, attempt};
+use crate::attempt::{Next, attempt};
 use crate::bounce::tests::{parse_report, status_groups};
 use crate::dns::{DnsError, MxAnswer};
 use crate::limits::LimitSettings;
@@ -325,7 +325,15 @@ fn three_recipients_of_one_domain_share_one_transaction() {
     let rcpts = ["a@remote.net", "b@remote.net", "c@Remote.NET"];
     r.remote_addresses(&rcpts);
     r.h.queue.put(envelope("m1", "s@example.org", &rcpts, T0));
+    let before = postamt_metrics::global().snapshot();
     assert_eq!(attempt(&r.h.ctx, &qid("m1"), T0), Next::Unscheduled);
+    let after = postamt_metrics::global().snapshot();
+    let smtp = postamt_metrics::Protocol::Smtp as usize;
+    assert!(
+        after.bytes_sent[smtp] >= before.bytes_sent[smtp] + MESSAGE.len() as u64,
+        "the bytes sent are counted"
+    );
+    assert!(after.delivered_remote >= before.delivered_remote + 3);
     assert_eq!(r.smtp.connects(), [sa("192.0.2.1")], "one connection");
     let sends = r.smtp.sends();
     assert_eq!(sends.len(), 1, "one transaction");
@@ -699,25 +707,24 @@ async fn a_dead_domain_does_not_block_another_domain() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(delivered, "live.net delivered while dead.net hangs");
-    // The dead domain's extra messages were deferred as congestion: retried
-    // soon, not counted as attempts.
-    let congested: Vec<Envelope> = (0..6)
-        .filter_map(|i| r.h.queue.env(&format!("d{i}")))
-        .filter(|e| {
-            e.recipients[0]
-                .last_error
-                .as_deref()
-                .is_some_and(|l| l.starts_with("4.4.5 "))
-        })
-        .collect();
-    assert!(
-        !congested.is_empty(),
-        "the saturated domain defers the rest"
+    // The dead domain's other messages wait in the scheduler for one of its
+    // delivery slots: nothing was deferred (no 4.4.5), counted or saved.
+    let limits = Arc::clone(r.h.ctx.remote.as_ref().unwrap().limits());
+    assert_eq!(
+        limits.parked("dead.net"),
+        3,
+        "3 admitted and hanging, 3 parked"
     );
-    for e in &congested {
-        assert_eq!(e.attempts, 0, "congestion is not an attempt");
-        assert!(e.next_attempt <= crate::context::now_unix() + CONGESTION_RETRY_SECS);
+    assert!(!limits.has_room("dead.net"));
+    for i in 0..6 {
+        let e = r.h.queue.env(&format!("d{i}")).expect("still queued");
+        assert_eq!(e.attempts, 0, "waiting is not an attempt");
+        assert_eq!(e.recipients[0].last_error, None, "nothing deferred");
     }
+    assert!(
+        r.h.queue.state().updates.iter().all(|e| e.id.0 == "live"),
+        "no envelope of dead.net saved"
+    );
 
     release.notify_waiters();
     shutdown.cancel();
@@ -742,6 +749,78 @@ async fn a_dead_domain_does_not_block_another_domain() {
     stopper.abort();
     assert!(outcomes["b@live.net"].result.is_ok());
     assert!(outcomes["a@dead.net"].result.is_err());
+}
+
+/// Many messages to one domain that may take only one delivery at a time:
+/// they wait in the scheduler and go one after the other, the moment the
+/// previous one ends; none is deferred or saved. (The order among parked
+/// messages is the scheduler's unit test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_domain_drains_in_order_without_deferrals() {
+    let dns = Arc::new(FakeResolver::default());
+    let smtp = Arc::new(FakeSmtp::default());
+    dns.set_mx("busy.net", &[(10, "mx.busy.net")]);
+    dns.set_host("mx.busy.net", &["192.0.2.88"]);
+    smtp.accept(sa("192.0.2.88"));
+    *smtp.send_delay.lock().unwrap() = Duration::from_millis(20);
+    let mut cfg = config();
+    cfg.delivery.max_connections_per_domain = 1;
+    let limits = LimitSettings::from_config(&cfg, 8);
+    assert_eq!(limits.max_busy_per_domain, 2);
+    let r = RemoteHarness::build(
+        cfg.clone(),
+        Arc::clone(&dns),
+        Arc::clone(&smtp),
+        remote_with_limits(&cfg, &dns, &smtp, limits),
+    );
+    let now = crate::context::now_unix();
+    let names: Vec<String> = (0..12).map(|i| format!("b{i:02}")).collect();
+    let rcpts: Vec<String> = names.iter().map(|n| format!("{n}@busy.net")).collect();
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    r.remote_addresses(&refs);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(crate::scheduler::run(
+        Arc::clone(&r.h.ctx),
+        shutdown.clone(),
+    ));
+    for (n, rcpt) in names.iter().zip(&rcpts) {
+        r.h.queue
+            .arrive(envelope(n, "s@example.org", &[rcpt.as_str()], now));
+    }
+    let mut done = false;
+    for _ in 0..1000 {
+        if r.h.queue.state().envelopes.is_empty() {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("agent stops")
+        .expect("no panic");
+    assert!(done, "every message delivered without a retry wait");
+    let sent: Vec<String> = smtp
+        .sends()
+        .into_iter()
+        .flat_map(|(_, rcpts)| rcpts)
+        .collect();
+    assert_eq!(sent.len(), 12, "each message sent once: {sent:?}");
+    assert_eq!(
+        smtp.in_progress.lock().unwrap().1,
+        1,
+        "one transaction at a time"
+    );
+    assert!(
+        r.h.queue.state().updates.is_empty(),
+        "no envelope saved: nothing was deferred"
+    );
+    let mut sorted = sent.clone();
+    sorted.sort();
+    assert_eq!(sorted, rcpts, "every message once");
+    let limits = r.h.ctx.remote.as_ref().unwrap().limits();
+    assert_eq!(limits.tracked_domains(), 0, "nothing left parked");
 }
 
 #[cfg(test)]

@@ -1,22 +1,25 @@
 //! The run loop: recovers the queue at start, attempts new arrivals at once
 //! and retries when due (a min-heap of due times), keeps a bounded number of
-//! attempts in flight on blocking threads, rescans the spool on `flush`,
-//! `rescan` and every minute (the CLI's hold/release/delete), and on
-//! shutdown stops starting attempts and waits for those in hand.
+//! attempts in flight on blocking threads, parks messages whose remote
+//! domain is saturated here in a FIFO per domain (`Parked`) and starts the
+//! first of them the moment a delivery to that domain ends, rescans the
+//! spool on `flush`, `rescan` and every minute (the CLI's
+//! hold/release/delete), and on shutdown stops starting attempts and waits
+//! for those in hand.
 
 use crate::attempt::{self, Next};
 use crate::backend::QueueBackend;
 use crate::context::{Context, now_unix};
 use postamt_spool::{Envelope, QueueId, SpoolError};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How often the spool is re-read without being asked.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
@@ -26,6 +29,89 @@ pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 const ARRIVAL_BATCH: usize = 1024;
 /// Wait before retrying a message whose attempt panicked.
 const PANIC_RETRY_SECS: i64 = 300;
+/// The due time given to a parked message released for its domain: before
+/// every real due time, so it starts at the next free delivery slot.
+const RELEASED_AT: i64 = i64::MIN;
+
+/// Messages waiting for a delivery slot to a remote domain, first come
+/// first served per domain. A message is parked in one domain at a time.
+#[derive(Debug, Default)]
+pub struct Parked {
+    queues: HashMap<String, VecDeque<QueueId>>,
+    domain_of: HashMap<QueueId, String>,
+    /// Released messages not started yet: parked again, they go first.
+    released: HashSet<QueueId>,
+}
+
+impl Parked {
+    /// Parks `id` behind `domain` (at the head if it was just released
+    /// from there and lost the slot to another message).
+    pub fn park(&mut self, id: QueueId, domain: String) {
+        if self.domain_of.contains_key(&id) {
+            return;
+        }
+        let queue = self.queues.entry(domain.clone()).or_default();
+        if self.released.remove(&id) {
+            queue.push_front(id.clone());
+        } else {
+            queue.push_back(id.clone());
+        }
+        self.domain_of.insert(id, domain);
+    }
+
+    /// Takes the first message parked behind `domain`.
+    pub fn release(&mut self, domain: &str) -> Option<QueueId> {
+        let queue = self.queues.get_mut(domain)?;
+        let id = queue.pop_front();
+        if queue.is_empty() {
+            self.queues.remove(domain);
+        }
+        let id = id?;
+        self.domain_of.remove(&id);
+        self.released.insert(id.clone());
+        Some(id)
+    }
+
+    /// Whether `id` is parked.
+    pub fn contains(&self, id: &QueueId) -> bool {
+        self.domain_of.contains_key(id)
+    }
+
+    /// Forgets that `id` was released (its attempt started).
+    pub fn started(&mut self, id: &QueueId) {
+        self.released.remove(id);
+    }
+
+    /// Number of parked messages.
+    pub fn len(&self) -> usize {
+        self.domain_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.domain_of.is_empty()
+    }
+
+    /// Drops the parked messages the spool no longer has (deleted by the
+    /// CLI, or finished elsewhere); returns them with their domains.
+    pub fn retain_listed(&mut self, listed: &HashSet<&QueueId>) -> Vec<(QueueId, String)> {
+        let gone: Vec<(QueueId, String)> = self
+            .domain_of
+            .iter()
+            .filter(|(id, _)| !listed.contains(id))
+            .map(|(id, d)| (id.clone(), d.clone()))
+            .collect();
+        for (id, domain) in &gone {
+            self.domain_of.remove(id);
+            if let Some(q) = self.queues.get_mut(domain) {
+                q.retain(|x| x != id);
+                if q.is_empty() {
+                    self.queues.remove(domain);
+                }
+            }
+        }
+        gone
+    }
+}
 
 /// Due times of queued messages: one live entry per message; stale heap
 /// entries (superseded times) are skipped when they surface.
@@ -157,6 +243,8 @@ struct Loop {
     again: HashSet<QueueId>,
     tasks: JoinSet<(QueueId, Next)>,
     task_ids: HashMap<tokio::task::Id, QueueId>,
+    /// Messages waiting for a delivery slot to their remote domain.
+    parked: Parked,
 }
 
 /// How long a shutdown waits for the attempts in hand.
@@ -168,6 +256,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     if arrivals.is_none() {
         warn!("arrival notifications are taken already; new mail is found by rescans only");
     }
+    let mut releases = ctx.remote.as_ref().map(|r| r.limits().watch_releases());
     let mut lp = Loop {
         ctx: Arc::clone(&ctx),
         schedule: Schedule::default(),
@@ -175,6 +264,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         again: HashSet::new(),
         tasks: JoinSet::new(),
         task_ids: HashMap::new(),
+        parked: Parked::default(),
     };
     let flush = ctx.take_flush_request();
     lp.rescan(flush).await;
@@ -194,6 +284,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             biased;
             () = shutdown.cancelled() => break,
             Some(joined) = lp.tasks.join_next_with_id() => lp.finished(joined),
+            Some(domain) = next_release(&mut releases) => lp.released(&domain),
             Some(first) = next_arrival(&mut arrivals) => match first {
                 Some(id) => lp.arrived(id, arrivals.as_mut()),
                 None => {
@@ -257,6 +348,15 @@ async fn housekeeping(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
+/// The domain of the next delivery that ended while messages were parked
+/// for it; never resolves without a channel.
+async fn next_release(rx: &mut Option<UnboundedReceiver<String>>) -> Option<String> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next arrival; never resolves without a channel.
 async fn next_arrival(rx: &mut Option<UnboundedReceiver<QueueId>>) -> Option<Option<QueueId>> {
     match rx {
@@ -276,6 +376,7 @@ impl Loop {
                 self.again.insert(id);
                 continue;
             }
+            self.parked.started(&id);
             self.busy.insert(id.clone());
             let ctx = Arc::clone(&self.ctx);
             let qid = id.clone();
@@ -337,11 +438,49 @@ impl Loop {
             }
         };
         self.busy.remove(&id);
-        if self.again.remove(&id) {
-            self.schedule.set_earlier(id.clone(), now);
+        let again = self.again.remove(&id);
+        match next {
+            // Asked for again meanwhile (a flush): the domain decides anyway.
+            Next::WaitFor(domain) => self.park(id, domain),
+            Next::At(at) => {
+                if again {
+                    self.schedule.set_earlier(id.clone(), now);
+                }
+                self.schedule.set_earlier(id, at);
+            }
+            Next::Unscheduled => {
+                self.parked.started(&id);
+                if again {
+                    self.schedule.set_earlier(id, now);
+                }
+            }
         }
-        if let Next::At(at) = next {
-            self.schedule.set_earlier(id, at);
+    }
+
+    /// Parks `id` until a delivery to `domain` ends, or releases it at once
+    /// if one ended meanwhile.
+    fn park(&mut self, id: QueueId, domain: String) {
+        let Some(remote) = self.ctx.remote.clone() else {
+            self.schedule.set_earlier(id, now_unix());
+            return;
+        };
+        if self.parked.contains(&id) {
+            return;
+        }
+        debug!(queue_id = %id, domain = %domain, parked = self.parked.len() + 1, "waiting for a delivery slot");
+        self.parked.park(id, domain.clone());
+        if remote.limits().park(&domain) {
+            self.released(&domain);
+        }
+    }
+
+    /// A delivery to `domain` ended: its first parked message goes next.
+    fn released(&mut self, domain: &str) {
+        if let Some(id) = self.parked.release(domain) {
+            if let Some(r) = &self.ctx.remote {
+                r.limits().unpark(domain);
+            }
+            self.schedule.set_earlier(id, RELEASED_AT);
         }
     }
 
@@ -359,7 +498,17 @@ impl Loop {
         });
         match job.await {
             Ok(Ok((list, again))) => {
-                self.schedule.apply_listing(&list, &self.busy);
+                // Parked messages are in hand, like those being attempted;
+                // those gone from the spool are forgotten.
+                let listed: HashSet<&QueueId> = list.iter().map(|e| &e.id).collect();
+                for (_, domain) in self.parked.retain_listed(&listed) {
+                    if let Some(r) = &self.ctx.remote {
+                        r.limits().unpark(&domain);
+                    }
+                }
+                let mut in_hand = self.busy.clone();
+                in_hand.extend(self.parked.domain_of.keys().cloned());
+                self.schedule.apply_listing(&list, &in_hand);
                 self.again.extend(again);
                 if flush {
                     info!(queued = self.schedule.len(), "queue flushed");
@@ -410,6 +559,41 @@ mod tests {
         assert_eq!(s.pop_due(1000), None, "stale c@30 is skipped");
         assert!(s.is_empty());
         assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn parked_messages_leave_first_come_first_served_per_domain() {
+        let mut p = Parked::default();
+        for (id, d) in [
+            ("a1", "a.net"),
+            ("b1", "b.net"),
+            ("a2", "a.net"),
+            ("a3", "a.net"),
+        ] {
+            p.park(qid(id), d.into());
+        }
+        p.park(qid("a1"), "b.net".into());
+        assert_eq!(p.len(), 4, "parked once");
+        assert!(p.contains(&qid("a2")));
+        assert_eq!(p.release("a.net"), Some(qid("a1")));
+        assert_eq!(p.release("a.net"), Some(qid("a2")));
+        assert!(!p.contains(&qid("a2")));
+        // a2 lost the slot to a newcomer: it goes first again, a1 started.
+        p.started(&qid("a1"));
+        p.park(qid("a2"), "a.net".into());
+        assert_eq!(p.release("a.net"), Some(qid("a2")));
+        assert_eq!(p.release("a.net"), Some(qid("a3")));
+        assert_eq!(p.release("a.net"), None);
+        assert_eq!(p.release("c.net"), None);
+        // A parked message deleted from the spool is forgotten.
+        p.park(qid("a4"), "a.net".into());
+        let b1 = qid("b1");
+        let listed: HashSet<&QueueId> = [&b1].into();
+        assert_eq!(p.retain_listed(&listed), [(qid("a4"), "a.net".to_string())]);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.release("a.net"), None);
+        assert_eq!(p.release("b.net"), Some(qid("b1")));
+        assert!(p.is_empty());
     }
 
     #[test]

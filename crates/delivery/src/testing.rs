@@ -66,6 +66,12 @@ pub struct QueueState {
     pub enqueued: Vec<(QueueId, NewMessage, Vec<u8>)>,
     pub fail_enqueue: bool,
     pub removed: Vec<QueueId>,
+    /// Envelopes saved by `update`, in order.
+    pub updates: Vec<Envelope>,
+    /// Calls of `get` (the attempt's re-reads).
+    pub gets: usize,
+    /// `remove_finished` calls: (id, has_state).
+    pub finished: Vec<(QueueId, bool)>,
 }
 
 /// The spool in memory.
@@ -115,8 +121,9 @@ impl QueueBackend for FakeQueue {
         Ok(self.state().envelopes.values().cloned().collect())
     }
     fn get(&self, id: &QueueId) -> Result<Envelope, SpoolError> {
-        self.state()
-            .envelopes
+        let mut s = self.state();
+        s.gets += 1;
+        s.envelopes
             .get(id)
             .cloned()
             .ok_or_else(|| SpoolError::NotFound(id.0.clone()))
@@ -128,8 +135,36 @@ impl QueueBackend for FakeQueue {
             .cloned()
             .ok_or_else(|| SpoolError::NotFound(id.0.clone()))
     }
+    /// Like the spool: a state file exists once the envelope was saved.
+    fn load(&self, id: &QueueId) -> Result<postamt_spool::Loaded, SpoolError> {
+        let s = self.state();
+        let envelope = s
+            .envelopes
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SpoolError::NotFound(id.0.clone()))?;
+        let message = s
+            .messages
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SpoolError::NotFound(id.0.clone()))?;
+        Ok(postamt_spool::Loaded {
+            envelope,
+            message,
+            has_state: s.updates.iter().any(|e| e.id == *id),
+        })
+    }
+    fn remove_finished(&self, id: &QueueId, has_state: bool, _: u64) -> Result<(), SpoolError> {
+        self.state().finished.push((id.clone(), has_state));
+        if self.state().envelopes.contains_key(id) {
+            self.remove(id)
+        } else {
+            Err(SpoolError::NotFound(id.0.clone()))
+        }
+    }
     fn update(&self, env: &Envelope) -> Result<(), SpoolError> {
         let mut s = self.state();
+        s.updates.push(env.clone());
         match s.envelopes.get_mut(&env.id) {
             Some(e) => {
                 *e = env.clone();
@@ -387,6 +422,10 @@ pub enum SmtpEvent {
 pub struct FakeSmtp {
     pub scripts: Mutex<HashMap<SocketAddr, Script>>,
     pub events: Mutex<Vec<SmtpEvent>>,
+    /// How long each transaction takes.
+    pub send_delay: Mutex<Duration>,
+    /// Transactions in progress now, and the most seen at once.
+    pub in_progress: Mutex<(usize, usize)>,
 }
 
 pub fn reply(code: u16, enhanced: Option<&str>, text: &str) -> Reply {
@@ -494,6 +533,16 @@ impl SmtpSession for FakeSession {
         message: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<RecipientResult>, ClientError>> {
         Box::pin(async move {
+            let delay = *lock(&self.smtp.send_delay);
+            if !delay.is_zero() {
+                {
+                    let mut p = lock(&self.smtp.in_progress);
+                    p.0 += 1;
+                    p.1 = p.1.max(p.0);
+                }
+                tokio::time::sleep(delay).await;
+                lock(&self.smtp.in_progress).0 -= 1;
+            }
             match &self.script {
                 Script::MailRejected(r) => {
                     return Err(ClientError::Reply {

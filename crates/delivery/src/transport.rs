@@ -69,7 +69,9 @@ pub trait SmtpSession: Send {
         envelope: &'a Envelope,
         message: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<RecipientResult>, ClientError>>;
-    /// QUIT and close.
+    /// QUIT and close (or keep the connection for the next message: an
+    /// implementation that does must hand it over before returning the
+    /// future, not when it is polled).
     fn quit(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
@@ -253,16 +255,17 @@ impl SmtpSession for ClientSession {
     ) -> BoxFuture<'a, Result<Vec<RecipientResult>, ClientError>> {
         Box::pin(self.conn.send(envelope, message))
     }
-    /// A connection in good order goes back to the pool instead of QUIT.
+    /// A connection in good order goes back to the pool instead of QUIT,
+    /// at once (before the future is polled), so that the delivery waiting
+    /// for this destination's next connection slot finds it there.
     fn quit(self: Box<Self>) -> BoxFuture<'static, ()> {
         let ClientSession { conn, key, pool } = *self;
-        Box::pin(async move {
-            if conn.is_usable() {
-                pool.put(key, conn);
-            } else {
-                conn.quit().await;
-            }
-        })
+        if conn.is_usable() {
+            pool.put(key, conn);
+            Box::pin(async {})
+        } else {
+            Box::pin(conn.quit())
+        }
     }
 }
 

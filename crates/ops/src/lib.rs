@@ -4,9 +4,14 @@
 //! functions, so neither has logic the other lacks.
 
 pub mod control;
+pub mod dnscheck;
 mod lists;
+pub mod logs;
 mod queue;
+pub mod settings;
+pub mod stats;
 mod user_rules;
+pub mod web_ops;
 
 pub use lists::{ListDeleted, ListOption};
 /// The directory types the list, auto-reply and forward operations return.
@@ -32,6 +37,13 @@ pub enum OpsError {
     SenderAuth(#[from] postamt_sender_auth::SenderAuthError),
     #[error("{0}")]
     Invalid(String),
+    /// A file could not be read or written (the config file, a log).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The admin's handle on a Postamt installation.

@@ -136,6 +136,8 @@ where
         session.withdraw_tls();
     }
     info!(peer = %session.peer(), secure = session.props().secure, "session start");
+    // Counted as open until this function returns, whatever the path.
+    let _open = postamt_metrics::global().session(postamt_metrics::Protocol::Pop3);
     let mut io = BufWriter::with_capacity(WRITE_BUFFER, stream);
     match run(&mut io, &mut session, limits, &shutdown, true).await {
         Next::End(end) => finish(io, &mut session, end, limits).await,
@@ -205,7 +207,18 @@ where
     B: Backend,
 {
     let acceptor = tls.ok_or(StartTlsError::NoAcceptor)?;
-    let stream = starttls::handshake(raw, acceptor, limits.handshake_timeout, shutdown).await?;
+    let metrics = postamt_metrics::global();
+    let stream = match starttls::handshake(raw, acceptor, limits.handshake_timeout, shutdown).await
+    {
+        Ok(stream) => stream,
+        Err(e) => {
+            if !matches!(e, StartTlsError::Shutdown) {
+                metrics.tls_handshake(postamt_metrics::Protocol::Pop3, false);
+            }
+            return Err(e);
+        }
+    };
+    metrics.tls_handshake(postamt_metrics::Protocol::Pop3, true);
     session.tls_established();
     let (version, cipher) = starttls::describe(&stream);
     info!(peer = %session.peer(), version, cipher, "STLS: TLS established");

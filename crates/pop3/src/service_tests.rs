@@ -309,3 +309,38 @@ async fn every_failed_login_goes_through_the_authenticator_and_looks_the_same() 
     ask(&mut tls, "QUIT", false).await;
     task.await.expect("server task");
 }
+
+/// Failed logins and retrieved bytes show in the process metrics. Other
+/// tests bump the same counters at the same time: the checks are "grew".
+#[tokio::test]
+async fn logins_sessions_and_bytes_are_counted_in_the_metrics() {
+    use postamt_metrics::{Protocol, global};
+    let pop3 = Protocol::ALL
+        .iter()
+        .position(|p| *p == Protocol::Pop3)
+        .expect("pop3 is a protocol");
+    let before = global().snapshot();
+    let f = fixture(true);
+    let (client, task) = start_implicit_tls(&f);
+    let mut tls = client_tls(&f.tls, client).await;
+    read_until(&mut tls, GREETING).await;
+    ask(&mut tls, "USER alice", false).await;
+    assert_eq!(ask(&mut tls, "PASS not the password", false).await, FAILED);
+    let after_failure = global().snapshot();
+    assert!(after_failure.login_failures[pop3] > before.login_failures[pop3]);
+    assert!(after_failure.sessions_active[pop3] >= 1);
+    let r = ask(
+        &mut tls,
+        &format!("AUTH PLAIN {}", plain("alice", PASSWORD)),
+        false,
+    )
+    .await;
+    assert!(r.starts_with("+OK"), "{r}");
+    let message = ask(&mut tls, "RETR 1", true).await;
+    assert!(message.starts_with("+OK"), "{message}");
+    ask(&mut tls, "QUIT", false).await;
+    task.await.expect("server task");
+    let after = global().snapshot();
+    assert!(after.sessions_total[pop3] > before.sessions_total[pop3]);
+    assert!(after.bytes_sent[pop3] > before.bytes_sent[pop3]);
+}

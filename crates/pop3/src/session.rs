@@ -328,6 +328,7 @@ impl<B: Backend> Session<B> {
         let account = match self.backend.authenticate(user, password).await {
             Ok(account) => account,
             Err(_) => {
+                postamt_metrics::global().login_failed(postamt_metrics::Protocol::Pop3);
                 warn!(user = ?user, peer = %self.peer, method, "login failed");
                 return Err(Fail::new(MSG_AUTH_FAILED));
             }
@@ -488,6 +489,8 @@ impl<M: Mailbox> Transaction<M> {
                     "retr"
                 );
                 self.slot(n)?.retrieved = true;
+                postamt_metrics::global()
+                    .bytes_sent(postamt_metrics::Protocol::Pop3, data.len() as u64);
                 Ok(Reply::Message {
                     status: format!("{} octets", data.len()),
                     end: data.len(),
@@ -500,9 +503,11 @@ impl<M: Mailbox> Transaction<M> {
                     Ok(data) => data,
                     Err(e) => return Ok(read_error(&self.user, peer, &info, e)),
                 };
+                let end = top_end(&data, lines);
+                postamt_metrics::global().bytes_sent(postamt_metrics::Protocol::Pop3, end as u64);
                 Ok(Reply::Message {
                     status: "top of message follows".into(),
-                    end: top_end(&data, lines),
+                    end,
                     data,
                 })
             }

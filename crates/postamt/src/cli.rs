@@ -52,6 +52,19 @@ pub enum Command {
     Dkim(DkimCmd),
     /// Print the DNS records (MX, SPF, DKIM, DMARC) a domain should publish.
     DnsRecords { domain: String },
+    /// The admin guide (docs/) as HTML.
+    #[command(subcommand)]
+    Docs(DocsCmd),
+    /// Install Postamt as a hardened systemd service (account, data dir, config, unit).
+    Install(crate::install::InstallArgs),
+    /// Stop and remove the systemd service; mail, data and config are kept.
+    Uninstall(crate::install::UninstallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocsCmd {
+    /// Write the admin guide as static HTML pages (and its CSS) into DIR.
+    Build { dir: std::path::PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

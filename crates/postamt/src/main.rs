@@ -2,6 +2,7 @@
 
 mod admin_cli;
 mod cli;
+mod install;
 mod logging;
 mod privilege;
 mod quickstart;
@@ -24,6 +25,9 @@ fn main() -> ExitCode {
         cli::Command::Queue(cmd) => admin_cli::queue(&cli.config, cmd),
         cli::Command::Dkim(cmd) => admin_cli::dkim(&cli.config, cmd),
         cli::Command::DnsRecords { domain } => admin_cli::dns_records(&cli.config, &domain),
+        cli::Command::Docs(cli::DocsCmd::Build { dir }) => build_docs(&dir),
+        cli::Command::Install(args) => install::install(&cli.config, &args),
+        cli::Command::Uninstall(args) => install::uninstall(&cli.config, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,4 +36,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `postamt docs build DIR`: the guide as static HTML (no config needed).
+fn build_docs(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let n = postamt_docs::build_static(dir)
+        .with_context(|| format!("cannot write the guide into {}", dir.display()))?;
+    println!("wrote {n} files into {}", dir.display());
+    Ok(())
 }

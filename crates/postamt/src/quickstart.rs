@@ -29,7 +29,7 @@ fn free_port(candidates: &[u16]) -> u16 {
 
 /// The config text for a fresh setup: the standard ports as root when they
 /// are free, else unprivileged ones.
-fn config_text(data_dir: &Path, domain: Option<&str>, root: bool) -> String {
+pub(crate) fn config_text(data_dir: &Path, domain: Option<&str>, root: bool) -> String {
     let ports = |standard: u16, alternatives: &[u16]| {
         let mut c = Vec::with_capacity(alternatives.len() + 1);
         if root {
@@ -43,6 +43,9 @@ fn config_text(data_dir: &Path, domain: Option<&str>, root: bool) -> String {
     let submissions = ports(465, &[2465, 2466]);
     let pop3 = ports(110, &[1110, 1111]);
     let pop3s = ports(995, &[1995, 1996]);
+    let imap = ports(143, &[1143, 1144]);
+    let imaps = ports(993, &[1993, 1994]);
+    let admin = free_port(&[8080, 8081, 8082]);
     let hostname = domain.unwrap_or("localhost");
     let domains = domain
         .map(|d| format!("[\"{d}\"]"))
@@ -62,6 +65,9 @@ submission = ["127.0.0.1:{submission}"]   # mail clients: STARTTLS + AUTH
 submissions = ["127.0.0.1:{submissions}"] # mail clients: TLS + AUTH
 pop3 = ["127.0.0.1:{pop3}"]               # STLS
 pop3s = ["127.0.0.1:{pop3s}"]             # TLS
+imap = ["127.0.0.1:{imap}"]               # STARTTLS
+imaps = ["127.0.0.1:{imaps}"]             # TLS
+admin = ["127.0.0.1:{admin}"]             # web admin, API, /metrics, /docs (HTTP on loopback)
 
 # [tls] cert/key unset: a self-signed certificate is made in data_dir/tls/
 
@@ -103,6 +109,13 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     let domain = config.primary_domain();
     let smtp = config.listen.smtp.first().cloned().unwrap_or_default();
     let pop3 = config.listen.pop3.first().cloned().unwrap_or_default();
+    let imap = config.listen.imap.first().cloned().unwrap_or_default();
+    let web = config.listen.admin.first().cloned().unwrap_or_default();
+    let scheme = if config.tls.cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let submission = config
         .listen
         .submission
@@ -129,9 +142,11 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
         r#"Postamt is set up in {dir}
   config file:  {cfg}{new}
   mail domain:  {domain}
-  demo user:    demo   password: {password}
+  demo user:    demo   password: {password}   (an admin: it also logs in to the web admin)
+  web admin:    {scheme}://{web}/   (API under /api/v1/, guide under /docs/)
   SMTP:         {smtp}
   POP3:         {pop3}
+  IMAP:         {imap}
   submission:   {submission} (STARTTLS + AUTH; a self-signed certificate until you set [tls])
 
 Send a mail:
@@ -139,6 +154,7 @@ Send a mail:
   curl -s smtp://{smtp} --mail-from you@example.com --mail-rcpt demo@{domain} -T /tmp/m.txt
 Fetch it:
   curl -s pop3://demo:{shown}@{pop3}/1
+  curl -s 'imap://demo:{shown}@{imap}/INBOX;UID=1'
 Send as demo through submission (any destination):
   curl -s smtp://{submission} --ssl-reqd -k -u demo:{shown} --mail-from demo@{domain} --mail-rcpt demo@{domain} -T /tmp/m.txt
 Manage:

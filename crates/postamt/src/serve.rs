@@ -1,9 +1,15 @@
 //! `postamt serve`: wires the services together. Binds every configured
 //! listener, drops root, opens the directory, spool, store and certificates;
-//! starts the delivery agent, the control socket and certificate reloading
-//! (SIGHUP or file change); writes `run/listeners.json` once everything
-//! listens; and on SIGTERM/SIGINT stops accepting, lets sessions end and the
-//! delivery agent finish what it holds, then exits.
+//! starts the delivery agent, the control socket, the web admin and
+//! certificate reloading (SIGHUP or file change); writes
+//! `run/listeners.json` once everything listens; and on SIGTERM/SIGINT stops
+//! accepting, lets sessions end and the delivery agent finish what it holds,
+//! then exits.
+//!
+//! Reload (SIGHUP, or a setting saved in the web admin) re-reads the config
+//! file and builds fresh session contexts: new connections see the new
+//! settings at once; listeners, directories, limits and logging need a
+//! restart and are reported as such.
 
 use anyhow::{Context, Result};
 use postamt_config::Config;
@@ -11,6 +17,7 @@ use postamt_delivery::context::DEFAULT_MAX_IN_FLIGHT;
 use postamt_delivery::{DeliveryAgent, DkimSigning, RemoteDelivery};
 use postamt_directory::Directory;
 use postamt_directory::auth::Authenticator;
+use postamt_imap::ImapContext;
 use postamt_net::tls::TlsProvider;
 use postamt_net::{ConnectionLimits, Service};
 use postamt_ops::control::{self, Command};
@@ -21,7 +28,7 @@ use postamt_store::MailStore;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixListener};
@@ -52,6 +59,14 @@ const POP3: Service = Service {
     name: "pop3",
     busy_reply: b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
 };
+const IMAP: Service = Service {
+    name: "imap",
+    busy_reply: b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+};
+const IMAPS: Service = Service {
+    name: "imaps",
+    busy_reply: b"",
+};
 
 pub fn run(config_path: &Path) -> Result<()> {
     let config = Arc::new(postamt_config::load(config_path)?);
@@ -63,7 +78,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         .thread_name("postamt")
         .build()
         .context("cannot start the async runtime")?;
-    let result = rt.block_on(serve(config));
+    let result = rt.block_on(serve(config, config_path.to_path_buf()));
     // Blocking work still running (a stuck disk, a slow DNS lookup) must not
     // keep the process from exiting; the spool is consistent by design.
     rt.shutdown_timeout(Duration::from_secs(5));
@@ -73,22 +88,12 @@ pub fn run(config_path: &Path) -> Result<()> {
     result
 }
 
-async fn serve(config: Arc<Config>) -> Result<()> {
+async fn serve(config: Arc<Config>, config_path: std::path::PathBuf) -> Result<()> {
     let run_dir = config.run_dir();
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
     let listeners_file = run_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);
-
-    for (name, addrs) in [
-        ("imap", &config.listen.imap),
-        ("imaps", &config.listen.imaps),
-        ("admin", &config.listen.admin),
-    ] {
-        if !addrs.is_empty() {
-            tracing::warn!(target: "postamt", service = name, "this service is not available in this version; its [listen] entry is ignored");
-        }
-    }
 
     // Bind everything first (as root, ports below 1024 work), so a port
     // conflict stops the start cleanly; then give up root.
@@ -97,6 +102,9 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let submissions = postamt_net::bind(&config.listen.submissions).await?;
     let pop3 = postamt_net::bind(&config.listen.pop3).await?;
     let pop3s = postamt_net::bind(&config.listen.pop3s).await?;
+    let imap = postamt_net::bind(&config.listen.imap).await?;
+    let imaps = postamt_net::bind(&config.listen.imaps).await?;
+    let admin = postamt_net::bind(&config.listen.admin).await?;
     let mut bound: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, ls) in [
         ("smtp", &smtp),
@@ -104,6 +112,9 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         ("submissions", &submissions),
         ("pop3", &pop3),
         ("pop3s", &pop3s),
+        ("imap", &imap),
+        ("imaps", &imaps),
+        ("admin", &admin),
     ] {
         for l in ls.iter() {
             bound
@@ -122,11 +133,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         Spool::open(&config.spool_dir())
             .with_context(|| format!("cannot open the spool {}", config.spool_dir().display()))?,
     );
-    let store = Arc::new(MailStore::new(
-        &config.mailbox_template(),
-        &config.primary_domain(),
-        config.create_mailboxes,
-    ));
+    let store = Arc::new(store_for(&config));
     let auth = Arc::new(Authenticator::new(Arc::clone(&directory)));
     let tls = TlsProvider::from_config(&config).context("cannot set up TLS")?;
     let srs_key = config.data_dir.join("srs.key");
@@ -160,14 +167,6 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         remote,
         Some(Arc::clone(&srs)),
     );
-    let sender_auth = if config.sender_auth.verify {
-        Some(Arc::new(
-            postamt_sender_auth::SenderVerifier::new(&config)
-                .context("cannot set up SPF/DKIM/DMARC checks")?,
-        ))
-    } else {
-        None
-    };
     let agent_task = tokio::spawn(Arc::clone(&agent).run(shutdown.child_token()));
 
     let control_task = {
@@ -179,29 +178,29 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         tokio::spawn(control_loop(listener, Arc::clone(&agent), shutdown.clone()))
     };
     let watcher = tls.spawn_watcher(shutdown.clone(), CERT_POLL);
-    let hup_task = tokio::spawn(reload_on_sighup(Arc::clone(&tls), shutdown.clone()));
 
-    let rctx = Arc::new(ReceiverContext {
-        config: Arc::clone(&config),
+    let shared = Arc::new(Shared {
         directory: Arc::clone(&directory),
         spool: Arc::clone(&spool),
-        tls: Some(Arc::clone(&tls)),
         auth: Arc::clone(&auth),
-        sender_auth,
-        srs: Some(Arc::clone(&srs)),
-    });
-    let pctx = Arc::new(Pop3Context {
-        config: Arc::clone(&config),
-        auth: Arc::clone(&auth),
-        store: Arc::clone(&store),
-        tls: Some(Arc::clone(&tls)),
-    });
-    let sessions_ctx = SessionContexts {
-        smtp: rctx,
-        pop3: pctx,
         tls: Arc::clone(&tls),
+        srs: Arc::clone(&srs),
+        config_path: config_path.clone(),
         handshake_timeout,
+        store: RwLock::new(store),
+        live: RwLock::new(None),
+    });
+    shared.install(build_contexts(Arc::clone(&config), &shared)?);
+    let reloader: postamt_admin::Reloader = {
+        let shared = Arc::clone(&shared);
+        let running = Arc::clone(&config);
+        Arc::new(move || shared.reload(&running))
     };
+    let hup_task = tokio::spawn(reload_on_sighup(
+        Arc::clone(&tls),
+        Arc::clone(&reloader),
+        shutdown.clone(),
+    ));
     let mut accept_tasks = Vec::new();
     for (listeners, service, kind, implicit_tls) in [
         (smtp, SMTP, Kind::Smtp(Mode::Mx), false),
@@ -209,9 +208,11 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         (submissions, SUBMISSIONS, Kind::Smtp(Mode::Submission), true),
         (pop3, POP3, Kind::Pop3, false),
         (pop3s, POP3S, Kind::Pop3, true),
+        (imap, IMAP, Kind::Imap, false),
+        (imaps, IMAPS, Kind::Imap, true),
     ] {
         for l in listeners {
-            let ctx = sessions_ctx.clone();
+            let shared = Arc::clone(&shared);
             accept_tasks.push(tokio::spawn(postamt_net::serve(
                 l,
                 service,
@@ -219,7 +220,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
                 shutdown.clone(),
                 sessions.clone(),
                 move |stream, peer, sd| {
-                    let ctx = ctx.clone();
+                    let ctx = shared.contexts();
                     async move {
                         if implicit_tls {
                             let acceptor = ctx.tls.acceptor();
@@ -241,6 +242,23 @@ async fn serve(config: Arc<Config>) -> Result<()> {
                 },
             )));
         }
+    }
+
+    let admin_ctx = Arc::new(postamt_admin::AdminContext {
+        config: Arc::clone(&config),
+        config_path: config_path.clone(),
+        auth: Arc::clone(&auth),
+        // HTTPS when certificates are configured; the self-signed fallback
+        // would only train admins to click through warnings.
+        tls: config.tls.cert.is_some().then(|| Arc::clone(&tls)),
+        reload: Arc::clone(&reloader),
+    });
+    for l in admin {
+        accept_tasks.push(tokio::spawn(postamt_admin::serve(
+            l,
+            Arc::clone(&admin_ctx),
+            shutdown.clone(),
+        )));
     }
 
     std::fs::write(
@@ -284,15 +302,161 @@ const CERT_POLL: Duration = Duration::from_secs(10);
 enum Kind {
     Smtp(Mode),
     Pop3,
+    Imap,
 }
 
-/// What every session needs, cloned into each accept loop.
-#[derive(Clone)]
+/// What every session needs; each new connection takes the current one,
+/// so a reload reaches new sessions while running ones keep theirs.
 struct SessionContexts {
     smtp: Arc<ReceiverContext>,
     pop3: Arc<Pop3Context>,
+    imap: Arc<ImapContext>,
     tls: Arc<TlsProvider>,
     handshake_timeout: Duration,
+}
+
+/// The long-lived parts the session contexts are built from, and the
+/// current contexts.
+struct Shared {
+    directory: Arc<Directory>,
+    spool: Arc<Spool>,
+    auth: Arc<Authenticator>,
+    tls: Arc<TlsProvider>,
+    srs: Arc<postamt_srs::Srs>,
+    config_path: std::path::PathBuf,
+    handshake_timeout: Duration,
+    store: RwLock<Arc<MailStore>>,
+    live: RwLock<Option<Arc<SessionContexts>>>,
+}
+
+impl Shared {
+    /// The contexts new sessions use.
+    fn contexts(&self) -> Arc<SessionContexts> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .expect("contexts are installed before the first accept")
+    }
+
+    fn install(&self, ctx: SessionContexts) {
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(ctx));
+    }
+
+    /// Re-reads the config file and applies what can change without a
+    /// restart; says what was applied and what waits for a restart.
+    fn reload(&self, running: &Config) -> std::result::Result<String, String> {
+        let config = postamt_config::load(&self.config_path).map_err(|e| format!("{e:#}"))?;
+        let config = Arc::new(config);
+        let ctx = build_contexts(Arc::clone(&config), self).map_err(|e| format!("{e:#}"))?;
+        self.install(ctx);
+        let restart = restart_needed(running, &config);
+        tracing::info!(target: "postamt", restart_needed = ?restart, "configuration reloaded: new sessions use it");
+        Ok(if restart.is_empty() {
+            "configuration reloaded; new connections use it".to_string()
+        } else {
+            format!(
+                "configuration reloaded; a restart is needed for: {}",
+                restart.join(", ")
+            )
+        })
+    }
+}
+
+/// The mailbox store as `config` describes it.
+fn store_for(config: &Config) -> MailStore {
+    MailStore::new(
+        &config.mailbox_template(),
+        &config.primary_domain(),
+        config.create_mailboxes,
+    )
+}
+
+/// Builds every session context from `config` and the shared parts.
+fn build_contexts(config: Arc<Config>, shared: &Shared) -> Result<SessionContexts> {
+    let sender_auth = if config.sender_auth.verify {
+        Some(Arc::new(
+            postamt_sender_auth::SenderVerifier::new(&config)
+                .context("cannot set up SPF/DKIM/DMARC checks")?,
+        ))
+    } else {
+        None
+    };
+    let store = {
+        let mut current = shared.store.write().unwrap_or_else(|p| p.into_inner());
+        let fresh = store_for(&config);
+        if current.mailbox_dir("x").ok() != fresh.mailbox_dir("x").ok()
+            || current.creates_mailboxes() != fresh.creates_mailboxes()
+        {
+            *current = Arc::new(fresh);
+        }
+        Arc::clone(&current)
+    };
+    Ok(SessionContexts {
+        smtp: Arc::new(ReceiverContext {
+            config: Arc::clone(&config),
+            directory: Arc::clone(&shared.directory),
+            spool: Arc::clone(&shared.spool),
+            tls: Some(Arc::clone(&shared.tls)),
+            auth: Arc::clone(&shared.auth),
+            sender_auth,
+            srs: Some(Arc::clone(&shared.srs)),
+        }),
+        pop3: Arc::new(Pop3Context {
+            config: Arc::clone(&config),
+            auth: Arc::clone(&shared.auth),
+            store: Arc::clone(&store),
+            tls: Some(Arc::clone(&shared.tls)),
+        }),
+        imap: Arc::new(ImapContext {
+            config: Arc::clone(&config),
+            auth: Arc::clone(&shared.auth),
+            store,
+            tls: Some(Arc::clone(&shared.tls)),
+        }),
+        tls: Arc::clone(&shared.tls),
+        handshake_timeout: shared.handshake_timeout,
+    })
+}
+
+/// The settings of `new` that differ from the running `old` and take
+/// effect only after a restart.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differs = |a: &dyn erased::Json, b: &dyn erased::Json| a.json() != b.json();
+    let mut keys = Vec::new();
+    for (key, a, b) in [
+        (
+            "listen",
+            &old.listen as &dyn erased::Json,
+            &new.listen as &dyn erased::Json,
+        ),
+        ("data_dir", &old.data_dir, &new.data_dir),
+        ("spool_dir", &old.spool_dir, &new.spool_dir),
+        ("user", &old.user, &new.user),
+        ("limits", &old.limits, &new.limits),
+        ("logging", &old.logging, &new.logging),
+        ("tls", &old.tls, &new.tls),
+        ("delivery", &old.delivery, &new.delivery),
+        ("dkim", &old.dkim, &new.dkim),
+        ("dns", &old.dns, &new.dns),
+    ] {
+        if differs(a, b) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+/// Comparing config sections of different types through their JSON form.
+mod erased {
+    pub trait Json {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
 }
 
 /// Runs one session of `kind`; `tls_active` when the stream is already TLS
@@ -305,7 +469,7 @@ async fn run_session<S>(
     tls_active: bool,
     shutdown: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match kind {
         Kind::Smtp(mode) => {
@@ -334,6 +498,21 @@ async fn run_session<S>(
             )
             .await
         }
+        Kind::Imap => {
+            let props = postamt_imap::SessionProps {
+                secure: tls_active,
+                loopback: is_loopback(peer),
+                tls_available: !tls_active,
+            };
+            postamt_imap::handle_connection_with(
+                stream,
+                peer,
+                Arc::clone(&ctx.imap),
+                props,
+                shutdown,
+            )
+            .await
+        }
     }
 }
 
@@ -346,7 +525,13 @@ async fn handshake(
     service: &'static str,
     limit: Duration,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+    let proto = match service {
+        "submissions" => postamt_metrics::Protocol::Submission,
+        "pop3s" => postamt_metrics::Protocol::Pop3,
+        "imaps" => postamt_metrics::Protocol::Imap,
+        _ => postamt_metrics::Protocol::Smtp,
+    };
+    let outcome = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
             tracing::info!(target: "postamt", service, %peer, error = %e, "TLS handshake failed");
@@ -356,7 +541,9 @@ async fn handshake(
             tracing::info!(target: "postamt", service, %peer, "TLS handshake timed out");
             None
         }
-    }
+    };
+    postamt_metrics::global().tls_handshake(proto, outcome.is_some());
+    outcome
 }
 
 fn is_loopback(peer: SocketAddr) -> bool {
@@ -368,8 +555,13 @@ fn is_loopback(peer: SocketAddr) -> bool {
     }
 }
 
-/// Re-reads the certificates on SIGHUP; a broken file keeps the old ones.
-async fn reload_on_sighup(tls: Arc<TlsProvider>, shutdown: CancellationToken) {
+/// Re-reads the certificates and the config file on SIGHUP; a broken file
+/// keeps the old ones.
+async fn reload_on_sighup(
+    tls: Arc<TlsProvider>,
+    reload: postamt_admin::Reloader,
+    shutdown: CancellationToken,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!(target: "postamt", "cannot listen for SIGHUP; certificates reload on file change only");
@@ -387,6 +579,16 @@ async fn reload_on_sighup(tls: Arc<TlsProvider>, shutdown: CancellationToken) {
             }
             Ok(Err(e)) => {
                 tracing::error!(target: "postamt", error = %e, "SIGHUP: certificate reload failed; the previous certificates stay in use")
+            }
+            Err(e) => tracing::error!(target: "postamt", error = %e, "SIGHUP: reload task failed"),
+        }
+        let reload = Arc::clone(&reload);
+        match tokio::task::spawn_blocking(move || reload()).await {
+            Ok(Ok(summary)) => {
+                tracing::info!(target: "postamt", %summary, "SIGHUP: configuration checked")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(target: "postamt", error = %e, "SIGHUP: the config file has errors; the running configuration stays")
             }
             Err(e) => tracing::error!(target: "postamt", error = %e, "SIGHUP: reload task failed"),
         }

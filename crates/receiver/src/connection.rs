@@ -98,6 +98,8 @@ where
     B: Backend,
 {
     info!(%peer, mode = options.mode.name(), tls = options.tls_active, "connect");
+    // Counted as open until this function returns, whatever the path.
+    let _open = postamt_metrics::global().session(options.mode.metrics_protocol());
     let timeout = config.limits.idle_timeout.get();
     let mut session = Session::with_options(config, peer, options, tls.is_some());
     let mut conn = Connection::new(stream, timeout);
@@ -151,14 +153,17 @@ where
     B: Backend,
 {
     let peer = session.peer();
+    let proto = session.mode().metrics_protocol();
     let tls = match handshake::accept(acceptor, stream, timeout, shutdown).await {
         Ok(tls) => tls,
         Err(handshake::HandshakeError::Shutdown) => return End::Shutdown,
         Err(e) => {
+            postamt_metrics::global().tls_handshake(proto, false);
             warn!(%peer, error = %e, "STARTTLS handshake failed, closing");
             return End::TlsHandshake(e.to_string());
         }
     };
+    postamt_metrics::global().tls_handshake(proto, true);
     let (version, cipher) = handshake::describe(&tls);
     info!(%peer, %version, %cipher, "STARTTLS");
     session.tls_started();

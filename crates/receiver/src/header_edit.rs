@@ -73,6 +73,31 @@ pub fn split_field(field: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((name, &field[colon + 1..]))
 }
 
+/// The longest Message-ID logged (RFC 5322 lines are at most 998 bytes).
+pub const MAX_MESSAGE_ID: usize = 998;
+
+/// The client's `Message-ID:` for the log (the message trace looks it up):
+/// the first such field's value, unfolded, without whitespace or control
+/// characters, at most [`MAX_MESSAGE_ID`] bytes; `None` when there is none.
+pub fn message_id(message: &[u8]) -> Option<String> {
+    let value = Fields::new(message).find_map(|range| {
+        let (name, value) = split_field(&message[range])?;
+        name.eq_ignore_ascii_case(b"Message-ID").then_some(value)
+    })?;
+    let text = String::from_utf8_lossy(value);
+    let mut id = String::new();
+    for c in text
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+    {
+        if id.len() + c.len_utf8() > MAX_MESSAGE_ID {
+            break;
+        }
+        id.push(c);
+    }
+    (!id.is_empty()).then_some(id)
+}
+
 /// Rewrites `data` (our trace header, `prefix_len` bytes, followed by the
 /// client's message) into `above`, the trace header, `below`, then the
 /// message without the header fields for which `drop(name, value)` says
@@ -128,6 +153,23 @@ fn replace_front(data: &mut Vec<u8>, old_len: usize, new: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_id_is_found_unfolded_and_bounded() {
+        let m = b"Subject: hi\r\nmessage-id:\r\n <abc.123@example.org>\r\nMessage-ID: <second@x>\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(message_id(m).as_deref(), Some("<abc.123@example.org>"));
+        assert_eq!(
+            message_id(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n"),
+            None
+        );
+        assert_eq!(message_id(b"Message-ID: \r\n\r\n"), None);
+        let long = format!("Message-ID: <{}@x>\r\n\r\n", "a".repeat(5000));
+        assert_eq!(message_id(long.as_bytes()).unwrap().len(), MAX_MESSAGE_ID);
+        assert_eq!(
+            message_id(b"Message-ID: <a b\x01c@x>\n\n").as_deref(),
+            Some("<abc@x>")
+        );
+    }
 
     fn fields(m: &[u8]) -> Vec<&[u8]> {
         Fields::new(m).map(|r| &m[r]).collect()

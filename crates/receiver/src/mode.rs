@@ -22,6 +22,15 @@ impl Mode {
             Mode::Submission => "submission",
         }
     }
+
+    /// The protocol its sessions, logins and messages count under in
+    /// the metrics.
+    pub fn metrics_protocol(self) -> postamt_metrics::Protocol {
+        match self {
+            Mode::Mx => postamt_metrics::Protocol::Smtp,
+            Mode::Submission => postamt_metrics::Protocol::Submission,
+        }
+    }
 }
 
 /// How one connection starts.

@@ -841,6 +841,7 @@ impl Session {
             .as_ref()
             .map(|q| q.0.clone())
             .unwrap_or_default();
+        let message_id = header_edit::message_id(buffer.message()).unwrap_or_default();
         let (data, quarantined) = match self
             .prepare_message(buffer, &txn.mail_from, &helo, &queue_id, backend)
             .await
@@ -861,8 +862,9 @@ impl Session {
         match backend.enqueue(msg, data).await {
             Ok(id) => {
                 self.stats.messages += 1;
+                postamt_metrics::global().message_received(self.mode.metrics_protocol(), size);
                 let user = self.auth_user.as_deref().unwrap_or("");
-                info!(queue_id = %id, %from, size, nrcpt, %peer, %helo, auth_user = %user, tls = self.tls_active, quarantine = quarantined, "message queued");
+                info!(queue_id = %id, %from, size, nrcpt, %peer, %helo, auth_user = %user, tls = self.tls_active, quarantine = quarantined, message_id = %message_id, "message queued");
                 Step::reply(reply::queued(&id.0))
             }
             Err(e) => {

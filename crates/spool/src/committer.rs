@@ -1,27 +1,35 @@
-//! Group commit: one thread fsyncs the spool's directories for many writers
-//! at once.
+//! Group commit of the spool's directory fsyncs.
 //!
-//! A writer first makes its file durable itself (write, fsync, link into
-//! `queue/`), then hands the committer a `Job`. The committer takes every
-//! job that is waiting, fsyncs each directory the batch touched once, and
-//! only then completes the waiters and announces the new arrivals. While
-//! one fsync runs, the next batch gathers, so under load one directory
-//! fsync covers many messages.
+//! `GroupSync` serves the writers that wait (a new message's queue entry):
+//! a writer makes its file durable itself (write, fsync, link into
+//! `queue/`), then calls `GroupSync::sync`. The first caller runs the
+//! directory fsync on its own thread (no hand-off to another thread, so a
+//! lone writer pays no wake-up); callers arriving while it runs wait, and
+//! the next fsync, run by one of them, covers them all. Under load one
+//! directory fsync serves many messages.
 //!
-//! Jobs without a waiter ("lazy" jobs, from `update` and `remove`) only ask
-//! for the directory to be fsynced soon; nobody waits for them.
+//! The `Committer` thread serves the jobs nobody waits for ("lazy" jobs,
+//! from `update` and `remove`): they only mark their directory dirty, and
+//! it is fsynced [`LAZY_DELAY`] after its first lazy job at the latest (and
+//! when the spool closes), together with every later job of the same
+//! directory. Losing such a change in a power cut only means an older
+//! envelope (a repeated delivery), never a lost message.
 
-use crate::QueueId;
 use crate::fsio::clone_error;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
-use tokio::sync::{mpsc::UnboundedSender, oneshot};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-/// Most jobs completed by one directory fsync; the rest wait for the next.
+/// Most lazy jobs taken in one go.
 const MAX_BATCH: usize = 4096;
+/// The longest a lazy job's directory stays without an fsync.
+pub const LAZY_DELAY: Duration = Duration::from_millis(500);
+/// Failed rounds remembered for late waiters.
+const FAILURES_KEPT: usize = 64;
 
 /// Which spool directory a job needs fsynced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,74 +38,38 @@ pub enum SyncDir {
     State,
 }
 
-/// Who waits for a job.
-pub enum Waiter {
-    /// An async `enqueue`.
-    Async(oneshot::Sender<io::Result<()>>),
-    /// `enqueue_blocking` (a plain channel: never panics on any thread).
-    Blocking(mpsc::SyncSender<io::Result<()>>),
-    /// Nobody (a lazy fsync).
-    Nobody,
-}
-
-impl Waiter {
-    fn complete(self, result: io::Result<()>) {
-        // A waiter that went away (a cancelled session) is no error: the
-        // message is durable either way, and the arrival was announced.
-        match self {
-            Waiter::Async(tx) => {
-                let _ = tx.send(result);
-            }
-            Waiter::Blocking(tx) => {
-                let _ = tx.send(result);
-            }
-            Waiter::Nobody => {}
-        }
-    }
-}
-
-/// One request to the committer.
+/// A lazy request to the committer: fsync `dir` soon.
 pub struct Job {
     pub dir: SyncDir,
-    pub waiter: Waiter,
-    /// A new message whose queue entry this fsync makes durable: announced
-    /// on the arrivals channel after the fsync, or unlinked if it failed.
-    pub arrival: Option<QueueId>,
 }
 
-/// The handle writers submit jobs to. Dropping it stops the thread after
-/// it finished the jobs already submitted.
+/// The handle lazy jobs are submitted to. Dropping it stops the thread
+/// after it fsynced what is dirty.
 pub struct Committer {
     tx: mpsc::Sender<Job>,
 }
 
 impl Committer {
     /// Starts the committer thread for the given directories.
-    pub fn start(
-        queue_dir: PathBuf,
-        state_dir: PathBuf,
-        arrivals: UnboundedSender<QueueId>,
-    ) -> io::Result<Committer> {
-        // Open the directories once, so that each batch costs one fsync
-        // syscall per directory and no open/close.
+    pub fn start(queue_dir: PathBuf, state_dir: PathBuf) -> io::Result<Committer> {
+        // Open the directories once, so that each fsync costs one system
+        // call and no open/close.
         let queue = File::open(&queue_dir)?;
         let state = File::open(&state_dir)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("spool-committer".into())
             .spawn(move || {
-                let dirs = Dirs {
-                    queue,
-                    state,
-                    queue_dir,
+                let sync = |dir: SyncDir| match dir {
+                    SyncDir::Queue => queue.sync_all(),
+                    SyncDir::State => state.sync_all(),
                 };
-                run(&rx, &dirs, &arrivals);
+                run(&rx, &sync, LAZY_DELAY);
             })?;
         Ok(Committer { tx })
     }
 
-    /// Hands a job to the committer. If the thread is gone (it never exits
-    /// while this handle lives, but be safe) the job's waiter gets an error.
+    /// Hands a job to the committer.
     pub fn submit(&self, job: Job) -> io::Result<()> {
         self.tx
             .send(job)
@@ -105,158 +77,292 @@ impl Committer {
     }
 }
 
-struct Dirs {
-    queue: File,
-    state: File,
-    queue_dir: PathBuf,
-}
-
-fn run(rx: &mpsc::Receiver<Job>, dirs: &Dirs, arrivals: &UnboundedSender<QueueId>) {
-    let sync = |dir: SyncDir| match dir {
-        SyncDir::Queue => dirs.queue.sync_all(),
-        SyncDir::State => dirs.state.sync_all(),
-    };
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// The committer loop: lazy jobs mark their directory dirty; a dirty
+/// directory is fsynced once `lazy_delay` passed since it became dirty.
+fn run(rx: &mpsc::Receiver<Job>, sync: &dyn Fn(SyncDir) -> io::Result<()>, lazy_delay: Duration) {
+    let mut dirty: BTreeSet<SyncDir> = BTreeSet::new();
+    let mut dirty_since: Option<Instant> = None;
+    loop {
+        let first = match dirty_since {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(since) => rx.recv_timeout(lazy_delay.saturating_sub(since.elapsed())),
+        };
+        match first {
+            Ok(job) => {
+                dirty.insert(job.dir);
+                for _ in 1..MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => {
+                            dirty.insert(job.dir);
+                        }
+                        Err(_) => break,
+                    }
+                }
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        commit(batch, &sync, &dirs.queue_dir, arrivals);
+        let since = *dirty_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= lazy_delay {
+            sync_lazy(&mut dirty, sync);
+            dirty_since = None;
+        }
     }
+    sync_lazy(&mut dirty, sync);
     tracing::debug!("spool committer stopped");
 }
 
-/// Completes one batch: fsyncs each wanted directory once (through `sync`),
-/// then completes every job with its directory's result.
-fn commit(
-    batch: Vec<Job>,
-    sync: &dyn Fn(SyncDir) -> io::Result<()>,
-    queue_dir: &Path,
-    arrivals: &UnboundedSender<QueueId>,
-) {
-    let wanted: BTreeSet<SyncDir> = batch.iter().map(|j| j.dir).collect();
-    let mut queue_result = Ok(());
-    let mut state_result = Ok(());
-    for dir in wanted {
+/// fsyncs the directories lazy jobs left dirty.
+fn sync_lazy(dirty: &mut BTreeSet<SyncDir>, sync: &dyn Fn(SyncDir) -> io::Result<()>) {
+    for dir in std::mem::take(dirty) {
         if let Err(e) = sync(dir) {
-            tracing::error!(dir = ?dir, error = %e, "spool directory fsync failed");
-            match dir {
-                SyncDir::Queue => queue_result = Err(e),
-                SyncDir::State => state_result = Err(e),
-            }
+            tracing::warn!(dir = ?dir, error = %e, "spool directory fsync failed");
         }
     }
-    tracing::trace!(jobs = batch.len(), "spool group commit");
-    for job in batch {
-        let result = match job.dir {
-            SyncDir::Queue => &queue_result,
-            SyncDir::State => &state_result,
-        };
-        match (result, job.arrival) {
-            (Ok(()), Some(id)) => {
-                // The receiver may be gone (no delivery agent in the CLI):
-                // that is fine, the queue directory is the truth.
-                let _ = arrivals.send(id);
+}
+
+/// One directory's group commit for waiting writers (see the module doc).
+pub struct GroupSync {
+    sync: Box<dyn Fn() -> io::Result<()> + Send + Sync>,
+    state: Mutex<RoundState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct RoundState {
+    /// Tickets handed out (one per caller).
+    issued: u64,
+    /// Every ticket up to here is covered by a finished fsync.
+    synced: u64,
+    /// An fsync is running.
+    running: bool,
+    /// Failed rounds: tickets in `(from, to]`, and the error.
+    failures: VecDeque<(u64, u64, io::Error)>,
+    /// Failures older than the kept ones covered tickets up to here.
+    forgotten_upto: u64,
+    /// fsyncs run.
+    rounds: u64,
+}
+
+impl GroupSync {
+    /// Group commit of the fsyncs of the directory `dir` (opened once).
+    pub fn open(dir: &std::path::Path) -> io::Result<GroupSync> {
+        let file = File::open(dir)?;
+        Ok(GroupSync::with(Box::new(move || file.sync_all())))
+    }
+
+    /// Group commit over any fsync (tests inject failures).
+    pub fn with(sync: Box<dyn Fn() -> io::Result<()> + Send + Sync>) -> GroupSync {
+        GroupSync {
+            sync,
+            state: Mutex::new(RoundState::default()),
+            done: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RoundState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns once an fsync that started after this call has finished:
+    /// the caller's earlier change to the directory is durable on `Ok`.
+    pub fn sync(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        st.issued += 1;
+        let ticket = st.issued;
+        loop {
+            if st.synced >= ticket {
+                return st.result_of(ticket);
             }
-            (Err(_), Some(id)) => {
-                // Not acknowledged: make sure it is not delivered either,
-                // since the client will send it again.
-                if let Err(e) = std::fs::remove_file(queue_dir.join(&id.0)) {
-                    tracing::warn!(queue_id = %id, error = %e, "could not withdraw unacknowledged message");
+            if st.running {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.running = true;
+            let (from, upto) = (st.synced, st.issued);
+            drop(st);
+            let result = (self.sync)();
+            st = self.lock();
+            st.running = false;
+            st.rounds += 1;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "spool directory fsync failed");
+                st.failures.push_back((from, upto, e));
+                while st.failures.len() > FAILURES_KEPT {
+                    if let Some((_, to, _)) = st.failures.pop_front() {
+                        st.forgotten_upto = st.forgotten_upto.max(to);
+                    }
                 }
             }
-            _ => {}
+            st.synced = upto;
+            self.done.notify_all();
         }
-        job.waiter
-            .complete(result.as_ref().map(|_| ()).map_err(clone_error));
+    }
+
+    /// fsyncs run so far.
+    #[cfg(test)]
+    fn rounds(&self) -> u64 {
+        self.lock().rounds
+    }
+}
+
+impl RoundState {
+    /// The outcome of the fsync that covered `ticket`.
+    fn result_of(&self, ticket: u64) -> io::Result<()> {
+        if let Some((_, _, e)) = self
+            .failures
+            .iter()
+            .find(|(from, to, _)| *from < ticket && ticket <= *to)
+        {
+            return Err(clone_error(e));
+        }
+        if ticket <= self.forgotten_upto {
+            // Too many failed rounds since: whether ours failed is unknown.
+            return Err(io::Error::other("directory fsync outcome unknown"));
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    #[test]
-    fn completes_waiters_and_announces_arrivals() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = dir.path().join("queue");
-        let s = dir.path().join("state");
-        std::fs::create_dir(&q).unwrap();
-        std::fs::create_dir(&s).unwrap();
-        let (atx, mut arx) = tokio::sync::mpsc::unbounded_channel();
-        let c = Committer::start(q, s, atx).unwrap();
-        let mut waits = Vec::new();
-        let mut ids = Vec::new();
-        for _ in 0..50 {
-            let (tx, rx) = mpsc::sync_channel(1);
-            let id = QueueId::generate();
-            ids.push(id.clone());
-            c.submit(Job {
-                dir: SyncDir::Queue,
-                waiter: Waiter::Blocking(tx),
-                arrival: Some(id),
-            })
-            .unwrap();
-            c.submit(Job {
-                dir: SyncDir::State,
-                waiter: Waiter::Nobody,
-                arrival: None,
-            })
-            .unwrap();
-            waits.push(rx);
+    /// Runs the loop over `jobs` (then a closed channel) and returns the
+    /// directories fsynced, in order.
+    fn fsyncs_for(jobs: &[SyncDir], lazy_delay: Duration) -> Vec<SyncDir> {
+        let (tx, rx) = mpsc::channel();
+        for &dir in jobs {
+            tx.send(Job { dir }).unwrap();
         }
-        for rx in waits {
-            rx.recv().unwrap().unwrap();
-        }
-        let mut got = Vec::new();
-        while let Ok(id) = arx.try_recv() {
-            got.push(id);
-        }
-        assert_eq!(got, ids, "arrivals announced in submission order");
+        drop(tx);
+        let synced = Mutex::new(Vec::new());
+        let sync = |d: SyncDir| {
+            synced.lock().unwrap().push(d);
+            Ok(())
+        };
+        run(&rx, &sync, lazy_delay);
+        synced.into_inner().unwrap()
     }
 
     #[test]
-    fn failed_fsync_withdraws_message_and_reports_to_every_waiter() {
+    fn lazy_jobs_share_one_fsync_per_directory() {
+        let mut jobs = vec![SyncDir::Queue; 20];
+        jobs.push(SyncDir::State);
+        jobs.push(SyncDir::Queue);
+        assert_eq!(
+            fsyncs_for(&jobs, Duration::from_secs(3600)),
+            [SyncDir::Queue, SyncDir::State],
+            "22 jobs, one fsync per dirty directory (at the close here)"
+        );
+        assert_eq!(
+            fsyncs_for(&[SyncDir::State; 5], Duration::ZERO),
+            [SyncDir::State],
+            "synced once old enough"
+        );
+        assert!(fsyncs_for(&[], Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn the_committer_thread_syncs_real_directories() {
         let dir = tempfile::tempdir().unwrap();
-        let (atx, mut arx) = tokio::sync::mpsc::unbounded_channel();
-        let ids: Vec<QueueId> = (0..3).map(|_| QueueId::generate()).collect();
-        let mut batch = Vec::new();
-        let mut waits = Vec::new();
-        for id in &ids {
-            std::fs::write(dir.path().join(&id.0), b"x").unwrap();
-            let (tx, rx) = mpsc::sync_channel(1);
-            batch.push(Job {
-                dir: SyncDir::Queue,
-                waiter: Waiter::Blocking(tx),
-                arrival: Some(id.clone()),
-            });
-            waits.push(rx);
-        }
-        let (tx, state_rx) = mpsc::sync_channel(1);
-        batch.push(Job {
+        let (q, s) = (dir.path().join("queue"), dir.path().join("state"));
+        std::fs::create_dir(&q).unwrap();
+        std::fs::create_dir(&s).unwrap();
+        let c = Committer::start(q, s).unwrap();
+        c.submit(Job {
             dir: SyncDir::State,
-            waiter: Waiter::Blocking(tx),
-            arrival: None,
-        });
-        let failing = |dir: SyncDir| match dir {
-            SyncDir::Queue => Err(io::Error::other("disk on fire")),
-            SyncDir::State => Ok(()),
-        };
-        commit(batch, &failing, dir.path(), &atx);
-        for rx in waits {
-            let e = rx.recv().unwrap().unwrap_err();
-            assert!(e.to_string().contains("disk on fire"));
+        })
+        .unwrap();
+        drop(c);
+        assert!(Committer::start(dir.path().join("x"), dir.path().join("y")).is_err());
+    }
+
+    #[test]
+    fn a_round_covers_every_ticket_issued_before_it_started() {
+        let g = GroupSync::with(Box::new(|| Ok(())));
+        // Three callers registered while a round was running...
+        g.lock().issued = 3;
+        // ...the next caller's round covers all four at once.
+        g.sync().unwrap();
+        let st = g.lock();
+        assert_eq!((st.synced, st.rounds), (4, 1));
+        for t in 1..=4 {
+            assert!(st.result_of(t).is_ok());
         }
-        state_rx.recv().unwrap().unwrap();
-        assert!(arx.try_recv().is_err(), "nothing announced");
-        for id in &ids {
+    }
+
+    #[test]
+    fn a_failed_round_fails_exactly_its_tickets() {
+        let fail = Arc::new(AtomicBool::new(true));
+        let g = {
+            let fail = Arc::clone(&fail);
+            GroupSync::with(Box::new(move || {
+                if fail.load(Ordering::SeqCst) {
+                    Err(io::Error::other("disk on fire"))
+                } else {
+                    Ok(())
+                }
+            }))
+        };
+        g.lock().issued = 2;
+        let e = g.sync().unwrap_err();
+        assert!(e.to_string().contains("disk on fire"));
+        fail.store(false, Ordering::SeqCst);
+        g.sync().unwrap();
+        let st = g.lock();
+        for t in 1..=3 {
             assert!(
-                !dir.path().join(&id.0).exists(),
-                "unacknowledged message withdrawn"
+                st.result_of(t).is_err(),
+                "ticket {t} was in the failed round"
             );
         }
+        assert!(st.result_of(4).is_ok());
+    }
+
+    #[test]
+    fn callers_waiting_behind_a_running_fsync_share_the_next_one() {
+        let gate = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let g = {
+            let (gate, calls) = (Arc::clone(&gate), Arc::clone(&calls));
+            Arc::new(GroupSync::with(Box::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // The first fsync "takes long": until every caller waits.
+                for _ in 0..10_000 {
+                    if gate.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            })))
+        };
+        let threads = 12;
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let g = Arc::clone(&g);
+                std::thread::spawn(move || g.sync())
+            })
+            .collect();
+        for _ in 0..10_000 {
+            if g.lock().issued == threads as u64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(g.lock().issued, threads as u64, "every caller registered");
+        gate.store(true, Ordering::SeqCst);
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        let rounds = calls.load(Ordering::SeqCst);
+        assert_eq!(rounds as u64, g.rounds());
+        assert!(
+            rounds <= 2,
+            "the running fsync, then one for everybody who waited: {rounds}"
+        );
     }
 }

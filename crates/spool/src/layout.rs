@@ -6,6 +6,7 @@
 //! <spool>/tmp/<id>.<pid>.<n>.tmp    being written (queue file or state file)
 //! <spool>/queue/<id>                one queue file per message (see `format`)
 //! <spool>/state/<id>.json           current envelope, when it changed since arrival
+//! <spool>/free/<pid>.<n>            finished queue files kept for reuse (never read)
 //! ```
 
 use crate::{QueueId, SpoolError};
@@ -15,6 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Per-process counter that keeps temporary names distinct.
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// This process's id (asked once: `getpid` is a system call every time).
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// The spool's directories.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -22,6 +29,7 @@ pub struct Layout {
     pub tmp: PathBuf,
     pub queue: PathBuf,
     pub state: PathBuf,
+    pub free: PathBuf,
 }
 
 impl Layout {
@@ -31,6 +39,7 @@ impl Layout {
             tmp: root.join("tmp"),
             queue: root.join("queue"),
             state: root.join("state"),
+            free: root.join("free"),
         }
     }
 
@@ -44,10 +53,16 @@ impl Layout {
         Ok(self.state.join(format!("{}.json", checked(id)?)))
     }
 
+    /// A fresh name under `free/`, owned by this process.
+    pub fn free_file(&self) -> PathBuf {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.free.join(format!("{}.{n}", pid()))
+    }
+
     /// A fresh temporary file name for `id`, owned by this process.
     pub fn tmp_file(&self, id: &QueueId) -> Result<PathBuf, SpoolError> {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}.{}.{n}.tmp", checked(id)?, std::process::id());
+        let name = format!("{}.{}.{n}.tmp", checked(id)?, pid());
         Ok(self.tmp.join(name))
     }
 }

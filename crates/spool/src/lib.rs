@@ -22,8 +22,12 @@
 //!
 //! Delivery progress goes to `state/<id>.json`, replaced atomically
 //! (tmp, fsync, rename). No state file means the initial envelope. The
-//! state directory's fsync is lazy (batched, not waited for): a state
-//! update lost in a power cut costs at most a duplicate delivery.
+//! state directory's fsync is lazy (batched, not waited for, at most half
+//! a second late): a state update lost in a power cut costs at most a
+//! duplicate delivery. So is the fsync of `queue/` after a removal. A
+//! message delivered at its first attempt never gets a state file: the
+//! delivery agent `load`s it (one read of the queue file) and
+//! `remove_finished` unlinks it.
 //!
 //! `remove` unlinks the queue file first, then the state file; a state
 //! file without its queue file is an orphan, ignored and removed at `open`.
@@ -62,4 +66,4 @@ pub use envelope::{Envelope, NewMessage, Recipient, RecipientStatus};
 pub use error::SpoolError;
 pub use id::{QUEUE_ID_LEN, QueueId};
 pub use recovery::CleanupReport;
-pub use spool::{CorruptFile, Listing, Spool};
+pub use spool::{CorruptFile, Listing, Loaded, Spool};

@@ -76,6 +76,28 @@ pub fn cleanup(layout: &Layout, now: SystemTime) -> io::Result<CleanupReport> {
     Ok(report)
 }
 
+/// The files in `free/` (finished queue files kept for reuse), at most
+/// `max`; the rest are removed. Anything but a plain file is left alone.
+pub fn adopt_free(free: &Path, max: usize) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut kept = Vec::new();
+    for entry in std::fs::read_dir(free)?.take(MAX_ENTRIES) {
+        let entry = entry?;
+        let is_file = match entry.file_type() {
+            Ok(t) => t.is_file(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if !is_file {
+            tracing::warn!(path = %entry.path().display(), "unexpected entry in spool free/, left alone");
+        } else if kept.len() < max {
+            kept.push(entry.path());
+        } else {
+            remove_quietly(&entry.path())?;
+        }
+    }
+    Ok(kept)
+}
+
 fn exists(path: &Path) -> io::Result<bool> {
     match std::fs::symlink_metadata(path) {
         Ok(_) => Ok(true),

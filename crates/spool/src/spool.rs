@@ -1,9 +1,9 @@
 //! `Spool`: the queue operations (enqueue with group commit, list, get,
 //! read, update, remove) over the files described in the crate docs.
 
-use crate::committer::{Committer, Job, SyncDir, Waiter};
+use crate::committer::{Committer, GroupSync, Job, SyncDir};
 use crate::format::{self, DecodeError, MAX_ENVELOPE_LEN};
-use crate::fsio::{self, write_new_synced};
+use crate::fsio::{self, write_new_synced, write_synced};
 use crate::layout::{self, Layout};
 use crate::recovery::{self, CleanupReport};
 use crate::{Envelope, NewMessage, QueueId, SpoolError};
@@ -11,11 +11,15 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 /// Bound on queue directory entries one listing looks at.
 const MAX_LISTED: usize = 10_000_000;
+/// Finished queue files kept in `free/` for reuse, at most.
+pub const MAX_FREE: usize = 128;
+/// Larger finished queue files are unlinked, not kept (so `free/` holds at
+/// most `MAX_FREE` times this).
+pub const MAX_FREE_SIZE: u64 = 256 * 1024;
 
 /// A queue entry `list()` had to skip (or could only partly read).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +33,18 @@ pub struct CorruptFile {
     /// The message is still listed, with its initial envelope (a damaged
     /// state file costs at most a duplicate delivery, never the message).
     pub fell_back: bool,
+}
+
+/// A message as the delivery agent needs it: its current envelope and its
+/// bytes, read with one pass over the queue file.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub envelope: Envelope,
+    /// The message bytes as received.
+    pub message: Vec<u8>,
+    /// Whether a state file holds the envelope (it changed since arrival).
+    /// `remove_finished` needs to unlink one only then.
+    pub has_state: bool,
 }
 
 /// The queue as one scan found it.
@@ -50,7 +66,14 @@ pub struct Spool {
 
 struct Inner {
     layout: Layout,
+    /// Lazy fsyncs (updates, removals).
     committer: Committer,
+    /// The `queue/` fsyncs new messages wait for.
+    queue_sync: GroupSync,
+    /// Where new messages are announced once durable.
+    arrivals: UnboundedSender<QueueId>,
+    /// Files in `free/` this process may reuse (see `recycle`).
+    free: Mutex<Vec<PathBuf>>,
 }
 
 impl Spool {
@@ -60,7 +83,7 @@ impl Spool {
         let layout = Layout::new(dir);
         std::fs::create_dir_all(&layout.root)?;
         let mut created = false;
-        for d in [&layout.tmp, &layout.queue, &layout.state] {
+        for d in [&layout.tmp, &layout.queue, &layout.state, &layout.free] {
             created |= fsio::ensure_dir(d)?;
         }
         if created {
@@ -76,9 +99,17 @@ impl Spool {
             );
         }
         let (tx, rx) = unbounded_channel();
-        let committer = Committer::start(layout.queue.clone(), layout.state.clone(), tx)?;
+        let committer = Committer::start(layout.queue.clone(), layout.state.clone())?;
+        let queue_sync = GroupSync::open(&layout.queue)?;
+        let free = recovery::adopt_free(&layout.free, MAX_FREE)?;
         Ok(Spool {
-            inner: Arc::new(Inner { layout, committer }),
+            inner: Arc::new(Inner {
+                layout,
+                committer,
+                queue_sync,
+                arrivals: tx,
+                free: Mutex::new(free),
+            }),
             arrivals: Mutex::new(Some(rx)),
         })
     }
@@ -99,23 +130,19 @@ impl Spool {
 
     /// Stores a message durably; returns its id once file and directory are fsynced.
     ///
-    /// The file work runs on tokio's blocking pool; the directory fsync is
-    /// shared with every other enqueue in flight (group commit).
+    /// The file work runs on tokio's blocking pool, in one trip: the
+    /// directory fsync is shared with every other enqueue in flight (group
+    /// commit) and runs on the writer's own thread when nobody else's does.
     pub async fn enqueue(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, SpoolError> {
         let env = initial_envelope(msg, &data)?;
         let id = env.id.clone();
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| io::Error::other(format!("enqueue needs a tokio runtime: {e}")))?;
         let inner = Arc::clone(&self.inner);
-        let (tx, rx) = oneshot::channel();
         handle
-            .spawn_blocking(move || inner.store(&env, &data, Waiter::Async(tx)))
+            .spawn_blocking(move || inner.store(&env, &data))
             .await
             .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))??;
-        match rx.await {
-            Ok(result) => result?,
-            Err(_) => return Err(committer_gone().into()),
-        }
         tracing::debug!(queue_id = %id, "message durable in spool");
         Ok(id)
     }
@@ -123,12 +150,7 @@ impl Spool {
     /// Same, for synchronous callers (not on an async runtime thread).
     pub fn enqueue_blocking(&self, msg: NewMessage, data: Vec<u8>) -> Result<QueueId, SpoolError> {
         let env = initial_envelope(msg, &data)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.inner.store(&env, &data, Waiter::Blocking(tx))?;
-        match rx.recv() {
-            Ok(result) => result?,
-            Err(_) => return Err(committer_gone().into()),
-        }
+        self.inner.store(&env, &data)?;
         tracing::debug!(queue_id = %env.id, "message durable in spool");
         Ok(env.id)
     }
@@ -229,6 +251,13 @@ impl Spool {
         Ok(data)
     }
 
+    /// The current envelope and the message bytes of `id`, reading the
+    /// queue file once (one open, one read for a small message) instead
+    /// of `get` then `read_message`.
+    pub fn load(&self, id: &QueueId) -> Result<Loaded, SpoolError> {
+        self.inner.load_with_message(id)
+    }
+
     /// Saves a changed envelope atomically (temporary file, fsync, rename
     /// over `state/<id>.json`). The state directory's fsync is batched and
     /// not waited for: losing the newest state in a power cut only means an
@@ -254,6 +283,47 @@ impl Spool {
         }
         self.inner.lazy_sync(SyncDir::State);
         Ok(())
+    }
+
+    /// Removes a message the delivery agent finished, knowing from its
+    /// `load` whether a state file exists (without one, only the queue file
+    /// goes: one system call) and the message's size. A small queue file
+    /// is not unlinked but moved to `free/`, where the next `enqueue`
+    /// takes it: no inode is freed and allocated again per message (on
+    /// ext4 without a journal, allocating an inode scans past every one
+    /// freed in the last half minute). A state file the CLI wrote in
+    /// between (a hold during the attempt) is left as an orphan, which is
+    /// never listed and is removed at the next `open`.
+    pub fn remove_finished(
+        &self,
+        id: &QueueId,
+        has_state: bool,
+        size: u64,
+    ) -> Result<(), SpoolError> {
+        let queue = self.inner.layout.queue_file(id)?;
+        match self.inner.retire(&queue, size) {
+            Ok(()) => self.inner.lazy_sync(SyncDir::Queue),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SpoolError::NotFound(id.0.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if has_state {
+            let state = self.inner.layout.state_file(id)?;
+            match std::fs::remove_file(&state) {
+                Ok(()) => self.inner.lazy_sync(SyncDir::State),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(queue_id = %id, error = %e, "state file left behind; removed at next open");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Files kept in `free/` for reuse now (for tests and diagnostics).
+    pub fn free_files(&self) -> usize {
+        self.inner.free_list().len()
     }
 
     /// Removes a finished (or admin-deleted) message and its envelope.
@@ -288,14 +358,134 @@ impl Spool {
     }
 }
 
+/// Reads all of `file` (whose size `fstat` gave as `len`) with a bound:
+/// a file that grew meanwhile is read to its end, never past the bound.
+fn read_whole(file: &mut File, len: u64, path: &Path) -> Result<Vec<u8>, SpoolError> {
+    let bound = len.saturating_add(MAX_ENVELOPE_LEN);
+    let mut data = Vec::with_capacity(usize::try_from(len.saturating_add(1)).unwrap_or(0));
+    file.take(bound.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 > bound {
+        return Err(SpoolError::Corrupt(
+            path.display().to_string(),
+            "queue file grew while being read".into(),
+        ));
+    }
+    Ok(data)
+}
+
 impl Inner {
-    /// Writes the queue file (tmp, fsync, link into `queue/`) and hands the
-    /// directory fsync to the committer, which completes `waiter`.
-    fn store(&self, env: &Envelope, data: &[u8], waiter: Waiter) -> Result<(), SpoolError> {
+    fn free_list(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `queue` (a finished queue file) out of the queue: into
+    /// `free/` for reuse when small and there is room, else unlinked.
+    fn retire(&self, queue: &Path, size: u64) -> io::Result<()> {
+        let room = size <= MAX_FREE_SIZE && self.free_list().len() < MAX_FREE;
+        if room {
+            let kept = self.layout.free_file();
+            std::fs::rename(queue, &kept)?;
+            let mut free = self.free_list();
+            if free.len() < MAX_FREE {
+                free.push(kept);
+                return Ok(());
+            }
+            drop(free);
+            return std::fs::remove_file(&kept);
+        }
+        std::fs::remove_file(queue)
+    }
+
+    /// Creates `tmp` for writing: a file from `free/` renamed there (its
+    /// inode reused, its old bytes truncated), or a new one. The rename is
+    /// atomic, so two processes never get the same free file.
+    fn create_tmp(&self, tmp: &Path) -> io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        for _ in 0..4 {
+            let Some(kept) = self.free_list().pop() else {
+                break;
+            };
+            if std::fs::rename(&kept, tmp).is_err() {
+                continue; // taken by another process, or gone
+            }
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(tmp)
+            {
+                Ok(f) => return Ok(f),
+                Err(_) => {
+                    let _ = std::fs::remove_file(tmp);
+                }
+            }
+        }
+        fsio::create_new(tmp)
+    }
+
+    /// `Spool::load`: the state file if any, then the queue file in one read.
+    fn load_with_message(&self, id: &QueueId) -> Result<Loaded, SpoolError> {
+        let queue = self.layout.queue_file(id)?;
+        let state = self.layout.state_file(id)?;
+        let mut state_env = None;
+        let mut has_state = true;
+        match File::open(&state) {
+            Ok(file) => match format::read_state(BufReader::new(file)) {
+                Ok(env) if env.id == *id => state_env = Some(env),
+                // Damaged: the initial envelope, as `load` does.
+                _ => {
+                    tracing::warn!(queue_id = %id, "unreadable state file; using the initial envelope");
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => has_state = false,
+            Err(e) => {
+                tracing::warn!(queue_id = %id, error = %e, "unreadable state file; using the initial envelope");
+            }
+        }
+        let mut file = open_existing(&queue, id)?;
+        let len = file.metadata()?.len();
+        let bytes = read_whole(&mut file, len, &queue)?;
+        let (initial, header_len) =
+            format::read_header(&mut io::Cursor::new(&bytes[..])).map_err(|e| match e {
+                DecodeError::Io(e) => SpoolError::Io(e),
+                DecodeError::Corrupt(why) => SpoolError::Corrupt(queue.display().to_string(), why),
+            })?;
+        if initial.id != *id {
+            return Err(SpoolError::Corrupt(
+                queue.display().to_string(),
+                format!("queue file names message {}", initial.id),
+            ));
+        }
+        let start = usize::try_from(header_len)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let size = (bytes.len() - start) as u64;
+        if size != initial.size {
+            return Err(SpoolError::Corrupt(
+                queue.display().to_string(),
+                format!("message is {size} bytes, envelope says {}", initial.size),
+            ));
+        }
+        // The header out, the message moved to the front: no second buffer.
+        let mut message = bytes;
+        message.drain(..start);
+        Ok(Loaded {
+            envelope: state_env.unwrap_or(initial),
+            message,
+            has_state,
+        })
+    }
+
+    /// Writes the queue file (tmp, fsync, link into `queue/`), fsyncs
+    /// `queue/` (group commit), then announces the arrival. If that fsync
+    /// fails, the entry is withdrawn: the client gets an error and sends
+    /// the message again, so it must not be delivered from here too.
+    fn store(&self, env: &Envelope, data: &[u8]) -> Result<(), SpoolError> {
         let header = format::encode_header(env).map_err(io::Error::other)?;
         let tmp = self.layout.tmp_file(&env.id)?;
         let queue = self.layout.queue_file(&env.id)?;
-        write_new_synced(&tmp, &[&header, data])?;
+        let file = self.create_tmp(&tmp)?;
+        write_synced(file, &tmp, &[&header, data])?;
         // A link, not a rename: it never replaces an existing queue file
         // (an id given twice fails with AlreadyExists instead).
         let linked = std::fs::hard_link(&tmp, &queue);
@@ -303,25 +493,21 @@ impl Inner {
             tracing::warn!(queue_id = %env.id, error = %e, "temporary spool file left behind");
         }
         linked?;
-        let job = Job {
-            dir: SyncDir::Queue,
-            waiter,
-            arrival: Some(env.id.clone()),
-        };
-        if let Err(e) = self.committer.submit(job) {
-            let _ = std::fs::remove_file(&queue);
+        if let Err(e) = self.queue_sync.sync() {
+            if let Err(e) = std::fs::remove_file(&queue) {
+                tracing::warn!(queue_id = %env.id, error = %e, "could not withdraw unacknowledged message");
+            }
             return Err(e.into());
         }
+        // The receiver may be gone (no delivery agent in the CLI): that is
+        // fine, the queue directory is the truth.
+        let _ = self.arrivals.send(env.id.clone());
         Ok(())
     }
 
     /// Asks for a directory fsync soon, without waiting for it.
     fn lazy_sync(&self, dir: SyncDir) {
-        let job = Job {
-            dir,
-            waiter: Waiter::Nobody,
-            arrival: None,
-        };
+        let job = Job { dir };
         if let Err(e) = self.committer.submit(job) {
             tracing::warn!(error = %e, "spool directory fsync not scheduled");
         }
@@ -408,8 +594,4 @@ fn exists(path: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-fn committer_gone() -> io::Error {
-    io::Error::other("spool committer stopped before confirming the write")
 }

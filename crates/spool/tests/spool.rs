@@ -373,3 +373,137 @@ proptest! {
         prop_assert_eq!(addrs, rcpts);
     }
 }
+
+#[test]
+fn load_reads_envelope_and_message_in_one_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let data = b"Subject: x\r\n\r\nPOSTAMT-QUEUE-1 3\n{}\n\0".repeat(300);
+    let id = spool
+        .enqueue_blocking(msg(&["a@example.org"]), data.clone())
+        .unwrap();
+    let loaded = spool.load(&id).unwrap();
+    assert_eq!(loaded.message, data);
+    assert_eq!(loaded.envelope, spool.get(&id).unwrap());
+    assert!(!loaded.has_state, "a fresh message has no state file");
+
+    let mut env = loaded.envelope;
+    env.attempts = 3;
+    spool.update(&env).unwrap();
+    let again = spool.load(&id).unwrap();
+    assert!(again.has_state);
+    assert_eq!(again.envelope.attempts, 3, "the state file wins");
+    assert_eq!(again.message, data);
+
+    // A truncated queue file is corruption, not a short message.
+    let path = dir.path().join("queue").join(&id.0);
+    let full = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &full[..full.len() - 1]).unwrap();
+    assert!(matches!(spool.load(&id), Err(SpoolError::Corrupt(..))));
+    assert!(matches!(
+        spool.load(&QueueId::generate()),
+        Err(SpoolError::NotFound(_))
+    ));
+}
+
+#[test]
+fn remove_finished_unlinks_what_load_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let plain = spool
+        .enqueue_blocking(msg(&["a@example.org"]), b"x".to_vec())
+        .unwrap();
+    let changed = spool
+        .enqueue_blocking(msg(&["a@example.org"]), b"y".to_vec())
+        .unwrap();
+    let mut env = spool.get(&changed).unwrap();
+    env.attempts = 1;
+    spool.update(&env).unwrap();
+
+    spool.remove_finished(&plain, false, 1).unwrap();
+    spool.remove_finished(&changed, true, 1).unwrap();
+    assert!(spool.list().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("state")).unwrap().count(),
+        0,
+        "the state file went too"
+    );
+    assert!(matches!(
+        spool.remove_finished(&plain, false, 1),
+        Err(SpoolError::NotFound(_))
+    ));
+
+    // A state file written behind the agent's back is an orphan for `open`.
+    let late = spool
+        .enqueue_blocking(msg(&["a@example.org"]), b"z".to_vec())
+        .unwrap();
+    let mut env = spool.get(&late).unwrap();
+    env.held = true;
+    spool.update(&env).unwrap();
+    spool.remove_finished(&late, false, 1).unwrap();
+    assert!(spool.list().unwrap().is_empty(), "never listed");
+    drop(spool);
+    let reopened = Spool::open(dir.path()).unwrap();
+    assert_eq!(
+        reopened.cleanup().unwrap().orphan_states,
+        0,
+        "open removed it"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("state")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn finished_queue_files_are_reused_by_later_messages() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let long = b"a long first message\r\n".repeat(100);
+    let first = spool
+        .enqueue_blocking(msg(&["a@example.org"]), long.clone())
+        .unwrap();
+    let inode = std::fs::metadata(dir.path().join("queue").join(&first.0))
+        .unwrap()
+        .ino();
+    spool
+        .remove_finished(&first, false, long.len() as u64)
+        .unwrap();
+    assert_eq!(spool.free_files(), 1, "kept for reuse");
+    assert!(spool.list().unwrap().is_empty(), "gone from the queue");
+
+    // A shorter message reuses the file: no trace of the old bytes.
+    let second = spool
+        .enqueue_blocking(msg(&["b@example.org"]), b"short".to_vec())
+        .unwrap();
+    assert_eq!(spool.free_files(), 0);
+    let path = dir.path().join("queue").join(&second.0);
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode, "same inode");
+    assert_eq!(spool.read_message(&second).unwrap(), b"short");
+    assert_eq!(
+        spool.get(&second).unwrap().recipients[0].address,
+        "b@example.org"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+
+    // A big message is not kept; a reopened spool adopts what is kept.
+    let big = vec![b'x'; 300 * 1024];
+    let third = spool
+        .enqueue_blocking(msg(&["c@example.org"]), big)
+        .unwrap();
+    spool.remove_finished(&third, false, 300 * 1024).unwrap();
+    assert_eq!(spool.free_files(), 0);
+    spool.remove_finished(&second, false, 5).unwrap();
+    drop(spool);
+    let reopened = Spool::open(dir.path()).unwrap();
+    assert_eq!(reopened.free_files(), 1);
+    let fourth = reopened
+        .enqueue_blocking(msg(&["d@example.org"]), b"again".to_vec())
+        .unwrap();
+    assert_eq!(reopened.read_message(&fourth).unwrap(), b"again");
+    assert_eq!(reopened.free_files(), 0);
+}

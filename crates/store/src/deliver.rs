@@ -1,8 +1,10 @@
 //! Delivery into a Maildir: write `tmp/<unique>`, fsync, link to
 //! `new/<unique>` (never replacing a file), fsync `new/`. A reader never sees
-//! a partial message: it appears in `new/` complete or not at all.
+//! a partial message: it appears in `new/` complete or not at all. The
+//! fsync of `new/` is shared by the deliveries to the same mailbox that
+//! run at the same time (group commit, `fsio::sync_dir_shared`).
 
-use crate::fsio::sync_dir;
+use crate::fsio::sync_dir_shared;
 use crate::name::{NameParts, unique_name};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -15,6 +17,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Fresh names tried when a name is taken (a clock step backwards).
 const NAME_ATTEMPTS: usize = 8;
+
+/// This process's id (asked once: `getpid` is a system call every time).
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
 
 /// Writes `data` into the Maildir at `root` (which must have `tmp/` and
 /// `new/`); returns the unique name under `new/`.
@@ -29,7 +37,7 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
         let name = unique_name(&NameParts {
             secs: now.as_secs(),
             micros: now.subsec_micros(),
-            pid: std::process::id(),
+            pid: pid(),
             queue_id,
             counter: COUNTER.fetch_add(1, Ordering::Relaxed),
             host,
@@ -62,7 +70,7 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        if let Err(e) = sync_dir(&new_dir) {
+        if let Err(e) = sync_dir_shared(&new_dir) {
             // Not durable: take it back so a retry does not duplicate it.
             let _ = std::fs::remove_file(&new);
             return Err(e);

@@ -15,4 +15,14 @@ pub enum StoreError {
     InUse,
     #[error("message {0} is gone")]
     Gone(String),
+    #[error("invalid folder name `{0}`")]
+    BadFolderName(String),
+    #[error("folder `{0}` does not exist")]
+    NoSuchFolder(String),
+    #[error("folder `{0}` already exists")]
+    FolderExists(String),
+    #[error("folder operation not allowed: {0}")]
+    NotAllowed(String),
+    #[error("folder index error: {0}")]
+    Index(String),
 }

@@ -1,33 +1,76 @@
 //! The local store: one Maildir++ per user (`tmp/` -> `new/`, folders as
 //! `.Name`), created on first mail from the mailbox template. Delivery is
-//! atomic and fsynced; POP3 (and later IMAP) read and change mail only here.
+//! atomic and fsynced; POP3 and IMAP read and change mail only here.
 //!
 //! Layout of one mailbox (readable by Dovecot, mutt, Python's `mailbox`):
 //!
 //! ```text
 //! <template with %u, %d>/
-//!   tmp/   being written        new/   delivered, unseen by any reader
-//!   cur/   seen by a reader (name gets `:2,<flags>`)
+//!   tmp/   being written
+//!   new/   delivered (IMAP leaves a message here until its flags change)
+//!   cur/   flags set: the name gets `:2,<flags>` (D F R S T)
+//!   .Sent/ .Drafts/ .Trash/ .Junk/ .Archive/   folders (Maildir++), each with
+//!          cur/ new/ tmp/ and a `maildirfolder` marker; `A/B` is `.A.B`,
+//!          names in modified UTF-7, a literal `.` written `\2e` (`folders`)
+//!   subscriptions               IMAP subscriptions, one name per line
+//!   postamt-index.sqlite        the IMAP index (+ `-wal`, `-shm`): UIDs,
+//!                               UIDVALIDITY, flags, modseqs, parsed message
+//!                               structure; rebuilt from the files when missing
+//!                               or damaged (`index`)
 //!   postamt-pop3.lock           the POP3 session lock (flock)
 //! ```
 //!
-//! File names and UIDs are described in the `name` module: a message's
-//! UID is its base name without flags and `,S=` fields, stable across a
-//! move from `new/` to `cur/`, and valid as a POP3 UIDL.
+//! File names and POP3 UIDs are described in the `name` module: a
+//! message's POP3 UID is its base name without flags and `,S=` fields,
+//! stable across a move from `new/` to `cur/`, and valid as a POP3 UIDL.
+//! IMAP UIDs are numbers kept in the index per folder, keyed by the base
+//! name (the part before `:`), so they survive moves, flag renames and
+//! restarts.
+//!
+//! Module map: `account` (a user's folder tree: LIST, CREATE, DELETE,
+//! RENAME, STATUS, APPEND, subscriptions), `folder` (a selected folder's
+//! snapshot: refresh, read, STORE, EXPUNGE, COPY/MOVE, VANISHED; the
+//! records shared by all sessions of the process, `folder::shared`),
+//! `index` (the SQLite index and the files -> index sync), `parse`
+//! (`MessageMeta` from bytes), `folders` (names and the folder tree on
+//! disk), `place` (message files: naming, writing, flag renames, finding
+//! moved ones), `watch` (in-process change signals for IDLE), `maildir`
+//! (the POP3 view of INBOX), `deliver` and `fsio` (delivery, fsync).
+//!
+//! Delivery indexes each message into INBOX with its parsed meta right
+//! away (one WAL write, no fsync; a failure there is logged and the
+//! message is indexed by the next session's refresh instead).
 
+mod account;
 mod deliver;
 mod error;
+mod flags;
+mod folder;
+mod folders;
 mod fsio;
+mod index;
 mod lock;
 mod maildir;
+mod meta;
 mod name;
+mod parse;
+mod place;
 mod user;
+mod watch;
 
+pub use account::{Account, CopyUids, DELIMITER, FolderInfo, FolderStatus, SpecialUse};
 pub use error::StoreError;
+pub use flags::{FlagOp, Flags, valid_keyword};
+pub use folder::{Changes, Folder, MessageRecord, StoreOutcome};
+pub use folders::subscriptions::FILE as SUBSCRIPTIONS_FILE;
+pub use index::INDEX_FILE;
 pub use lock::{LOCK_FILE, MailboxLock};
 pub use maildir::{MAX_READ, Maildir};
+pub use meta::{Address, BodyPart, Envelope, MessageMeta, Params, PartKind};
 pub use name::{MAX_UID_LEN, uid_for as uid_for_file_name};
+pub use parse::parse_meta;
 pub use user::validate_user;
+pub use watch::ChangeSignal;
 
 use std::path::PathBuf;
 
@@ -117,7 +160,28 @@ impl MailStore {
         }
         let name = deliver::deliver_into(&root, data, queue_id, &self.host)?;
         tracing::debug!(user, queue_id, file = %name, size = data.len(), "delivered to maildir");
+        // The message is durable; indexing it is an optimisation (a
+        // session's refresh would index it too), so a failure is logged only.
+        if let Err(e) = index_delivery(&root, &name, data) {
+            tracing::warn!(user, queue_id, error = %e, "indexing a delivered message failed");
+        }
+        watch::notify(&root);
         Ok(name)
+    }
+
+    /// `user`'s folder tree for IMAP. When automatic creation is on, a
+    /// missing mailbox is created with the SPECIAL-USE folders (Sent,
+    /// Drafts, Trash, Junk, Archive); otherwise `StoreError::NoMailbox`.
+    pub fn account(&self, user: &str) -> Result<Account, StoreError> {
+        let root = self.mailbox_dir(user)?;
+        if !fsio::is_complete_maildir(&root) {
+            if !self.create && !root.is_dir() {
+                return Err(StoreError::NoMailbox(user.to_ascii_lowercase()));
+            }
+            fsio::create_maildir(&root)?;
+            tracing::info!(user, path = %root.display(), "mailbox created");
+        }
+        Account::load(root, user.to_ascii_lowercase())
     }
 
     /// Opens `user`'s mailbox for reading. When it does not exist yet, it is
@@ -130,6 +194,44 @@ impl MailStore {
         }
         Ok(Maildir::new(root))
     }
+}
+
+/// Indexes a message just delivered to `new/<name>` into INBOX, with its
+/// meta parsed now (so no session has to read the file for ENVELOPE or
+/// BODYSTRUCTURE). One SQLite write in WAL mode: no fsync.
+fn index_delivery(root: &std::path::Path, name: &str, data: &[u8]) -> Result<(), StoreError> {
+    let meta = parse::parse_meta(data);
+    let blob = index::messages::encode_meta(&meta);
+    let base = name::base_name(name.as_bytes());
+    let file = place::rel("new", name.as_bytes());
+    let qid = name::queue_id_of(name.as_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let flags = Flags::default();
+    let idx = index::open(root)?;
+    idx.write_txn(|tx| {
+        let mut row = index::folder_ops::get_or_create(tx, "INBOX")?;
+        let m = index::messages::NewMessage {
+            base,
+            file: &file,
+            flags: &flags,
+            size: data.len() as u64,
+            internal_date: now,
+            queue_id: qid.as_deref(),
+            meta: &blob,
+        };
+        if index::messages::insert(tx, &mut row, &m)?.is_some() {
+            index::folder_ops::save(tx, &row)?;
+        }
+        Ok(())
+    })
+}
+
+/// This host's tag for unique file names (first label of the host name).
+pub(crate) fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| name::host_tag(&hostname()))
 }
 
 /// The host name, for unique file names.

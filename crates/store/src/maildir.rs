@@ -123,9 +123,12 @@ impl Maildir {
                 Err(e) => return Err(e.into()),
             }
         }
-        let path = self
-            .find(&msg.uid)?
-            .ok_or_else(|| StoreError::Gone(msg.uid.clone()))?;
+        let path = match self.locate_moved(msg)? {
+            Some(p) => p,
+            None => self
+                .find(&msg.uid)?
+                .ok_or_else(|| StoreError::Gone(msg.uid.clone()))?,
+        };
         match open_no_follow(&path) {
             Ok(f) => Ok((f, path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::Gone(msg.uid.clone())),
@@ -165,10 +168,35 @@ impl Maildir {
                 }
             }
         }
+        let changed = !touched.is_empty();
         for dir in touched {
             sync_dir(&dir)?;
         }
+        if changed {
+            // IMAP sessions on INBOX see the deletions at their next refresh.
+            crate::watch::notify(&self.root);
+        }
         Ok(())
+    }
+
+    /// A message moved or renamed by another reader (IMAP moves `new/`
+    /// to `cur/` and renames files for flags): found by the base name of
+    /// its listed path with two readdirs and no stat; `None` if not so found.
+    fn locate_moved(&self, msg: &MessageInfo) -> Result<Option<PathBuf>, StoreError> {
+        if !self.is_inbox_file(&msg.path) {
+            return Ok(None);
+        }
+        let Some(name) = msg.path.file_name() else {
+            return Ok(None);
+        };
+        let Some(rel) = crate::place::locate(&self.root, base_name(name.as_bytes()))? else {
+            return Ok(None);
+        };
+        let found = crate::place::path_of(&self.root, &rel);
+        let same = found
+            .file_name()
+            .is_some_and(|n| uid_for(n.as_bytes()) == msg.uid);
+        Ok(same.then_some(found))
     }
 
     /// Whether `path` is directly inside this Maildir's `new/` or `cur/`

@@ -327,3 +327,41 @@ fn handle_connection_future_is_send() {
         assert_send(&fut);
     }
 }
+
+/// A session and its message show in the process metrics. Other tests run
+/// at the same time and bump the same counters, so the checks are "grew by
+/// at least".
+#[tokio::test]
+async fn sessions_and_messages_are_counted_in_the_metrics() {
+    use postamt_metrics::{Protocol, global};
+    let smtp = Protocol::ALL
+        .iter()
+        .position(|p| *p == Protocol::Smtp)
+        .expect("smtp is a protocol");
+    let before = global().snapshot();
+    let backend = Arc::new(FakeBackend::new());
+    let (mut c, task) = start(config(), Arc::clone(&backend), CancellationToken::new());
+    c.send(b"HELO c\r\nMAIL FROM:<a@b.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+        .await;
+    c.expect("220").await;
+    c.expect("250").await;
+    c.expect("250 2.1.0").await;
+    c.expect("250 2.1.5").await;
+    c.expect("354 ").await;
+    let during = global().snapshot();
+    assert!(
+        during.sessions_active[smtp] >= 1,
+        "an open session is active"
+    );
+    c.send(b"Message-ID: <metrics-test@x>\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+        .await;
+    c.expect("250 2.0.0").await;
+    c.expect("221").await;
+    c.expect_eof().await;
+    task.await.expect("task");
+    let after = global().snapshot();
+    assert!(after.sessions_total[smtp] > before.sessions_total[smtp]);
+    assert!(after.received[smtp] > before.received[smtp]);
+    let size = backend.queued()[0].1.len() as u64;
+    assert!(after.bytes_received >= before.bytes_received + 10 && size > 10);
+}

@@ -89,6 +89,7 @@ impl Session {
         let shown = loggable(&c.user);
         if !c.authzid.is_empty() && !c.authzid.eq_ignore_ascii_case(&c.user) {
             // Acting as another user is not supported (RFC 4616 2).
+            postamt_metrics::global().login_failed(self.mode.metrics_protocol());
             warn!(peer = %self.peer, user = ?shown, authzid = ?loggable(&c.authzid), mechanism = mechanism.name(), "SMTP AUTH refused: authorization identity differs");
             return self.respond(reply::auth_failed());
         }
@@ -103,6 +104,7 @@ impl Session {
                 }
             }
             Err(_) => {
+                postamt_metrics::global().login_failed(self.mode.metrics_protocol());
                 warn!(peer = %self.peer, user = ?shown, mechanism = mechanism.name(), "SMTP AUTH failed");
                 self.respond(reply::auth_failed())
             }
