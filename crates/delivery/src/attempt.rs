@@ -136,7 +136,7 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
     } else {
         env.attempts.max(1)
     };
-    env.next_attempt = policy::next_attempt_at(attempts, now, &ctx.config.delivery);
+    env.next_attempt = policy::next_attempt_at(attempts, now, &ctx.config().delivery);
     let mut local_failure: HashMap<String, bool> = HashMap::new();
     let mut side = Side::default();
     let mut congested: Option<String> = None;
@@ -145,13 +145,13 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
         .as_ref()
         .is_some_and(|r| r.limits().parking_available());
     if pending {
-        let give_up = policy::should_give_up(&env, now, &ctx.config.delivery);
+        let give_up = policy::should_give_up(&env, now, &ctx.config().delivery);
         // Nothing but a busy destination may stop this attempt early: not
         // when a bounce or a delay warning is due anyway.
         let may_wait_quietly = parking
             && !give_up
             && unbounced(&env).is_empty()
-            && !policy::should_warn_delay(&env, now, &ctx.config.delivery);
+            && !policy::should_warn_delay(&env, now, &ctx.config().delivery);
         let domains = ctx.local_domains();
         let mut round = Round::new(&env);
         let mut recipients = std::mem::take(&mut env.recipients);
@@ -205,7 +205,7 @@ pub fn attempt(ctx: &Context, id: &QueueId, now: i64) -> Next {
     }
 
     send_bounce(ctx, &mut env, &data, &local_failure, now);
-    if !side.hold && policy::should_warn_delay(&env, now, &ctx.config.delivery) {
+    if !side.hold && policy::should_warn_delay(&env, now, &ctx.config().delivery) {
         send_delay_warning(ctx, &mut env, &data, now);
     }
     if side.hold {
@@ -990,8 +990,8 @@ fn send_bounce(
     let any_local = newly
         .iter()
         .any(|r| local_failure.get(&r.address).copied().unwrap_or(true));
-    let postmaster = ctx.config.postmaster_address();
-    let copy = ctx.config.delivery.copy_local_failures_to_postmaster && any_local;
+    let postmaster = ctx.config().postmaster_address();
+    let copy = ctx.config().delivery.copy_local_failures_to_postmaster && any_local;
     let targets = bounce::bounce_targets(&env.mail_from, &postmaster, copy, &failed);
     if targets.is_empty() {
         warn!(
@@ -1014,7 +1014,7 @@ fn send_bounce(
     let message_id = ctx.message_id(&env.id, "bounce", now);
     let report = bounce::build_report(&Report {
         kind: ReportKind::Failure,
-        hostname: &ctx.config.hostname,
+        hostname: &ctx.config().hostname,
         to: &to,
         queue_id: &env.id.0,
         arrival: env.created_at,
@@ -1053,9 +1053,9 @@ fn send_delay_warning(ctx: &Context, env: &mut Envelope, data: &[u8], now: i64) 
     let message_id = ctx.message_id(&env.id, "delay", now);
     let report = bounce::build_report(&Report {
         kind: ReportKind::Delay {
-            retry_until: policy::retry_until(env, &ctx.config.delivery),
+            retry_until: policy::retry_until(env, &ctx.config().delivery),
         },
-        hostname: &ctx.config.hostname,
+        hostname: &ctx.config().hostname,
         to: &env.mail_from,
         queue_id: &env.id.0,
         arrival: env.created_at,
@@ -1759,7 +1759,7 @@ mod tests {
         let h = Harness::new();
         h.dir.users("bob@example.org", &["bob"]);
         let ctx = Context::new(
-            h.ctx.config.clone(),
+            h.ctx.config(),
             h.queue.clone(),
             Arc::new(HoldingStore(h.queue.clone())),
             h.dir.clone(),

@@ -8,8 +8,8 @@ use crate::srs::SenderRewriter;
 use postamt_config::Config;
 use postamt_directory::LocalDomains;
 use postamt_spool::QueueId;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 /// Messages attempted at the same time (each holds its message in memory).
@@ -17,7 +17,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// The agent's shared state.
 pub struct Context {
-    pub config: Arc<Config>,
+    /// The configuration; replaced by [`Context::set_config`] on reload,
+    /// read afresh by every attempt.
+    config: RwLock<Arc<Config>>,
     pub queue: Arc<dyn QueueBackend>,
     pub store: Arc<dyn StoreBackend>,
     pub directory: Arc<dyn ResolverBackend>,
@@ -41,7 +43,7 @@ impl Context {
         directory: Arc<dyn ResolverBackend>,
     ) -> Context {
         Context {
-            config,
+            config: RwLock::new(config),
             queue,
             store,
             directory,
@@ -52,6 +54,19 @@ impl Context {
             flush_requested: AtomicBool::new(false),
             serial: AtomicU64::new(0),
         }
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Installs a reloaded configuration: attempts that start from now on
+    /// use it (local domains, postmaster, hostname, retry schedule, copies
+    /// of local failures). Remote routing (smarthost, TLS, ports) keeps the
+    /// settings it was built with until a restart.
+    pub fn set_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     /// Sets remote delivery.
@@ -69,7 +84,7 @@ impl Context {
     /// Our primary domain (list and service addresses reached through an
     /// alias are named at it).
     pub(crate) fn primary_domain(&self) -> String {
-        self.config.primary_domain()
+        self.config().primary_domain()
     }
 
     /// Asks the scheduler to make every queued message that is not held due
@@ -103,13 +118,13 @@ impl Context {
 
     /// Our domains and postmaster, for recipient resolution.
     pub(crate) fn local_domains(&self) -> LocalDomains {
-        LocalDomains::from_config(&self.config)
+        LocalDomains::from_config(&self.config())
     }
 
     /// A Message-ID (without brackets) for a report about `queue_id`.
     pub(crate) fn message_id(&self, queue_id: &QueueId, tag: &str, now: i64) -> String {
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
-        format!("{now}.{queue_id}.{tag}.{n}@{}", self.config.hostname)
+        format!("{now}.{queue_id}.{tag}.{n}@{}", self.config().hostname)
     }
 }
 

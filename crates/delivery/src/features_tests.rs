@@ -836,7 +836,7 @@ fn the_real_srs_codec_round_trips_a_forward_and_its_bounce() {
     let mut w = World::new();
     let srs = Arc::new(postamt_srs::Srs::with_key([7; 32], "example.org"));
     let ctx = Context::new(
-        w.ctx.config.clone(),
+        w.ctx.config().clone(),
         w.queue.clone(),
         w.store.clone(),
         w.dir.clone(),

@@ -150,6 +150,13 @@ impl DeliveryAgent {
         self.ctx.flush()
     }
 
+    /// Applies a reloaded configuration to the attempts that start from
+    /// now on (see [`Context::set_config`]: remote routing keeps its
+    /// settings until a restart).
+    pub fn reconfigure(&self, config: Arc<Config>) {
+        self.ctx.set_config(config);
+    }
+
     /// Makes the running agent re-read the queue (after the CLI held,
     /// released or deleted a message). It also does so every minute.
     pub fn rescan(&self) {

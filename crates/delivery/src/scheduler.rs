@@ -781,12 +781,7 @@ mod tests {
             inner: Arc::clone(&h.store),
             started: AtomicBool::new(false),
         });
-        let mut ctx = Context::new(
-            Arc::clone(&h.ctx.config),
-            h.queue.clone(),
-            slow.clone(),
-            h.dir.clone(),
-        );
+        let mut ctx = Context::new(h.ctx.config(), h.queue.clone(), slow.clone(), h.dir.clone());
         ctx.max_in_flight = 1;
         h.queue
             .put(envelope("m1", "s@x.org", &["bob@example.org"], now));
@@ -830,7 +825,7 @@ mod tests {
         h.dir.users("boom@example.org", &["boom"]);
         h.dir.users("ok@example.org", &["ok"]);
         let ctx = Arc::new(Context::new(
-            Arc::clone(&h.ctx.config),
+            h.ctx.config(),
             h.queue.clone(),
             Arc::new(PanicStore),
             h.dir.clone(),

@@ -59,8 +59,11 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// TOML keys whose change needs a restart: the spool is opened and the log
 /// files are set up once at start.
-pub const RESTART_KEYS: [&str; 5] = [
+pub const RESTART_KEYS: [&str; 6] = [
     "spool_dir",
+    // Remote routing (the smarthost's TLS and credentials come with it) is
+    // built once at start.
+    "delivery.smarthost",
     "logging.receiver",
     "logging.delivery",
     "logging.retrieval",
@@ -419,7 +422,7 @@ receiver = true
         s.domains.push("example.com".into());
         let w = write_settings(&path, &s).unwrap();
         assert_eq!(w.changed, vec!["domains", "delivery.smarthost"]);
-        assert!(w.restart_needed.is_empty());
+        assert_eq!(w.restart_needed, vec!["delivery.smarthost"]);
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# Postamt test config\n"), "{text}");
         assert!(
@@ -459,7 +462,10 @@ receiver = true
         s.spool_dir = Some("/srv/spool".into());
         s.create_mailboxes = false;
         let w = write_settings(&path, &s).unwrap();
-        assert_eq!(w.restart_needed, vec!["spool_dir", "logging.level"]);
+        assert_eq!(
+            w.restart_needed,
+            vec!["spool_dir", "delivery.smarthost", "logging.level"]
+        );
         let text = fs::read_to_string(&path).unwrap();
         assert!(!text.contains("smarthost ="), "{text}");
         assert!(text.contains("remote_port = 2525"));

@@ -187,7 +187,8 @@ async fn serve(config: Arc<Config>, config_path: std::path::PathBuf) -> Result<(
         srs: Arc::clone(&srs),
         config_path: config_path.clone(),
         handshake_timeout,
-        store: RwLock::new(store),
+        store: Arc::clone(&store),
+        agent: Arc::clone(&agent),
         live: RwLock::new(None),
     });
     shared.install(build_contexts(Arc::clone(&config), &shared)?);
@@ -325,7 +326,10 @@ struct Shared {
     srs: Arc<postamt_srs::Srs>,
     config_path: std::path::PathBuf,
     handshake_timeout: Duration,
-    store: RwLock<Arc<MailStore>>,
+    /// One store for every service (delivery included): a reload changes
+    /// its layout in place.
+    store: Arc<MailStore>,
+    agent: Arc<DeliveryAgent>,
     live: RwLock<Option<Arc<SessionContexts>>>,
 }
 
@@ -349,6 +353,15 @@ impl Shared {
         let config = postamt_config::load(&self.config_path).map_err(|e| format!("{e:#}"))?;
         let config = Arc::new(config);
         let ctx = build_contexts(Arc::clone(&config), self).map_err(|e| format!("{e:#}"))?;
+        // The store and the delivery agent first, so no session of the new
+        // contexts accepts mail (a new domain, say) that delivery would
+        // still treat by the old rules.
+        self.store.reconfigure(
+            &config.mailbox_template(),
+            &config.primary_domain(),
+            config.create_mailboxes,
+        );
+        self.agent.reconfigure(Arc::clone(&config));
         self.install(ctx);
         let restart = restart_needed(running, &config);
         tracing::info!(target: "postamt", restart_needed = ?restart, "configuration reloaded: new sessions use it");
@@ -382,16 +395,7 @@ fn build_contexts(config: Arc<Config>, shared: &Shared) -> Result<SessionContext
     } else {
         None
     };
-    let store = {
-        let mut current = shared.store.write().unwrap_or_else(|p| p.into_inner());
-        let fresh = store_for(&config);
-        if current.mailbox_dir("x").ok() != fresh.mailbox_dir("x").ok()
-            || current.creates_mailboxes() != fresh.creates_mailboxes()
-        {
-            *current = Arc::new(fresh);
-        }
-        Arc::clone(&current)
-    };
+    let store = Arc::clone(&shared.store);
     Ok(SessionContexts {
         smtp: Arc::new(ReceiverContext {
             config: Arc::clone(&config),
@@ -436,7 +440,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         ("limits", &old.limits, &new.limits),
         ("logging", &old.logging, &new.logging),
         ("tls", &old.tls, &new.tls),
-        ("delivery", &old.delivery, &new.delivery),
+        ("delivery", &routing(&old.delivery), &routing(&new.delivery)),
         ("dkim", &old.dkim, &new.dkim),
         ("dns", &old.dns, &new.dns),
     ] {
@@ -445,6 +449,20 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         }
     }
     keys
+}
+
+/// The `[delivery]` settings fixed at start (routing, TLS, timeouts,
+/// connection limits): the others (retry schedule, give-up and warning
+/// times, copies of local failures) apply on reload.
+fn routing(d: &postamt_config::Delivery) -> postamt_config::Delivery {
+    let defaults = postamt_config::Delivery::default();
+    postamt_config::Delivery {
+        retry_intervals: defaults.retry_intervals,
+        give_up_after: defaults.give_up_after,
+        delay_warning_after: defaults.delay_warning_after,
+        copy_local_failures_to_postmaster: defaults.copy_local_failures_to_postmaster,
+        ..d.clone()
+    }
 }
 
 /// Comparing config sections of different types through their JSON form.

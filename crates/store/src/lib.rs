@@ -73,6 +73,7 @@ pub use user::validate_user;
 pub use watch::ChangeSignal;
 
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 /// A message in a mailbox as POP3 sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,13 +89,36 @@ pub struct MessageInfo {
     pub queue_id: Option<String>,
 }
 
-/// All mailboxes, found through the template.
+/// All mailboxes, found through the template. Clones share the layout,
+/// which [`MailStore::reconfigure`] replaces on a config reload.
 #[derive(Clone, Debug)]
 pub struct MailStore {
+    layout: Arc<RwLock<Arc<Layout>>>,
+    host: String,
+}
+
+/// Where mailboxes are and whether they are made on first mail.
+#[derive(Debug)]
+struct Layout {
     template: String,
     domain: String,
     create: bool,
-    host: String,
+}
+
+impl Layout {
+    fn new(template: &str, primary_domain: &str, create: bool) -> Layout {
+        let template = if template.contains("%u") {
+            template.to_string()
+        } else {
+            tracing::error!(template, "mailbox template lacks %u; using <template>/%u");
+            format!("{}/%u", template.trim_end_matches('/'))
+        };
+        Layout {
+            template,
+            domain: primary_domain.to_ascii_lowercase(),
+            create,
+        }
+    }
 }
 
 impl MailStore {
@@ -102,43 +126,51 @@ impl MailStore {
     /// domain). A template without `%u` would put every user in one
     /// mailbox, so `/%u` is appended to it (and an error logged).
     pub fn new(template: &str, primary_domain: &str, create: bool) -> MailStore {
-        let template = if template.contains("%u") {
-            template.to_string()
-        } else {
-            tracing::error!(template, "mailbox template lacks %u; using <template>/%u");
-            format!("{}/%u", template.trim_end_matches('/'))
-        };
         MailStore {
-            template,
-            domain: primary_domain.to_ascii_lowercase(),
-            create,
+            layout: Arc::new(RwLock::new(Arc::new(Layout::new(
+                template,
+                primary_domain,
+                create,
+            )))),
             host: name::host_tag(&hostname()),
         }
     }
 
+    /// Replaces the template, primary domain and auto-creation (a config
+    /// reload); every clone of this store sees the change at its next call.
+    pub fn reconfigure(&self, template: &str, primary_domain: &str, create: bool) {
+        let fresh = Arc::new(Layout::new(template, primary_domain, create));
+        *self.layout.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    fn layout(&self) -> Arc<Layout> {
+        Arc::clone(&self.layout.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Whether mailboxes are created on first mail.
     pub fn creates_mailboxes(&self) -> bool {
-        self.create
+        self.layout().create
     }
 
     /// The directory of `user`'s mailbox; refuses names that could escape the root.
     pub fn mailbox_dir(&self, user: &str) -> Result<PathBuf, StoreError> {
         let user = user.to_ascii_lowercase();
         user::validate_user(&user)?;
-        if self.template.contains("%d") && !user::valid_domain(&self.domain) {
+        let layout = self.layout();
+        if layout.template.contains("%d") && !user::valid_domain(&layout.domain) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
                     "primary domain `{}` is unusable in a mailbox path",
-                    self.domain
+                    layout.domain
                 ),
             )
             .into());
         }
         Ok(PathBuf::from(user::expand_template(
-            &self.template,
+            &layout.template,
             &user,
-            &self.domain,
+            &layout.domain,
         )))
     }
 
@@ -152,7 +184,7 @@ impl MailStore {
     pub fn deliver(&self, user: &str, data: &[u8], queue_id: &str) -> Result<String, StoreError> {
         let root = self.mailbox_dir(user)?;
         if !fsio::is_complete_maildir(&root) {
-            if !self.create && !root.is_dir() {
+            if !self.creates_mailboxes() && !root.is_dir() {
                 return Err(StoreError::NoMailbox(user.to_ascii_lowercase()));
             }
             fsio::create_maildir(&root)?;
@@ -175,7 +207,7 @@ impl MailStore {
     pub fn account(&self, user: &str) -> Result<Account, StoreError> {
         let root = self.mailbox_dir(user)?;
         if !fsio::is_complete_maildir(&root) {
-            if !self.create && !root.is_dir() {
+            if !self.creates_mailboxes() && !root.is_dir() {
                 return Err(StoreError::NoMailbox(user.to_ascii_lowercase()));
             }
             fsio::create_maildir(&root)?;
@@ -189,7 +221,7 @@ impl MailStore {
     /// `Maildir` is an empty view (no messages) and nothing is created.
     pub fn open(&self, user: &str) -> Result<Maildir, StoreError> {
         let root = self.mailbox_dir(user)?;
-        if self.create && !fsio::is_complete_maildir(&root) {
+        if self.creates_mailboxes() && !fsio::is_complete_maildir(&root) {
             fsio::create_maildir(&root)?;
         }
         Ok(Maildir::new(root))
