@@ -33,14 +33,8 @@ const MAX_TOKENS: usize = 10;
 const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// Marks, in `delivered_to`, a recipient whose list post waits for the
-/// owner (`held:NAME`) or was approved (`approved:NAME`). Neither can be a
-/// mailbox (no ':' in user names) nor a remote address (no '@').
-pub fn held_mark(list: &str) -> String {
-    format!("held:{}", list.to_ascii_lowercase())
-}
-pub fn approved_mark(list: &str) -> String {
-    format!("approved:{}", list.to_ascii_lowercase())
-}
+/// owner or was approved (shared with the admin operations).
+pub use postamt_spool::marks::{approved_mark, held_mark};
 /// The `delivered_to` key of a finished list post.
 pub fn list_key(list: &str) -> String {
     format!("list:{}", list.to_ascii_lowercase())

@@ -16,17 +16,9 @@ use std::path::Path;
 /// Most files counted when sizing one mailbox (a bounded walk).
 pub const MAX_MAILBOX_FILES: u64 = 1_000_000;
 
-/// The `delivered_to` mark of a recipient whose post waits for list
-/// `list`'s moderator. The delivery agent (`postamt-delivery`, lists.rs)
-/// writes and reads the same marks; both sides must agree.
-pub fn held_mark(list: &str) -> String {
-    format!("held:{}", list.to_ascii_lowercase())
-}
-
-/// The mark of a post the moderator approved (see [`held_mark`]).
-pub fn approved_mark(list: &str) -> String {
-    format!("approved:{}", list.to_ascii_lowercase())
-}
+/// The `delivered_to` marks of held and approved list posts, the same the
+/// delivery agent writes and reads.
+pub use postamt_spool::marks::{approved_mark, held_mark};
 
 /// The size of a mailbox on disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

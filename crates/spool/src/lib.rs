@@ -59,6 +59,7 @@ mod format;
 mod fsio;
 mod id;
 mod layout;
+pub mod marks;
 mod recovery;
 mod spool;
 
