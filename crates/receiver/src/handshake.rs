@@ -45,15 +45,4 @@ where
 
 /// The negotiated protocol version and cipher suite (`TLSv1_3`,
 /// `TLS13_AES_256_GCM_SHA384`), for logs.
-pub fn describe<S>(tls: &TlsStream<S>) -> (String, String) {
-    let conn = tls.get_ref().1;
-    let version = conn
-        .protocol_version()
-        .map(|v| format!("{v:?}"))
-        .unwrap_or_default();
-    let cipher = conn
-        .negotiated_cipher_suite()
-        .map(|c| format!("{:?}", c.suite()))
-        .unwrap_or_default();
-    (version, cipher)
-}
+pub use postamt_net::tls::starttls::describe;

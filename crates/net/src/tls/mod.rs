@@ -12,6 +12,7 @@ mod load;
 mod pem;
 mod resolver;
 mod selfsigned;
+pub mod starttls;
 pub mod testing;
 mod watcher;
 
