@@ -191,6 +191,8 @@ where
         session.withdraw_tls();
     }
     info!(peer = %session.peer(), secure = session.props().secure, "session start");
+    // Counted as open until this function returns, whatever the path.
+    let _open = postamt_metrics::global().session(postamt_metrics::Protocol::Imap);
     let mut io = BufWriter::with_capacity(WRITE_BUFFER, stream);
     match run(&mut io, &mut session, limits, &shutdown, true).await {
         Next::End(end) => finish(io, &mut session, end, limits).await,
@@ -254,7 +256,11 @@ where
     B: Backend,
 {
     let acceptor = tls.ok_or(StartTlsError::NoAcceptor)?;
-    let stream = starttls::handshake(raw, acceptor, limits.handshake_timeout, shutdown).await?;
+    let done = starttls::handshake(raw, acceptor, limits.handshake_timeout, shutdown).await;
+    if !matches!(done, Err(StartTlsError::Shutdown)) {
+        postamt_metrics::global().tls_handshake(postamt_metrics::Protocol::Imap, done.is_ok());
+    }
+    let stream = done?;
     session.tls_established();
     let (version, cipher) = starttls::describe(&stream);
     info!(peer = %session.peer(), version, cipher, "STARTTLS: TLS established");

@@ -135,6 +135,7 @@ impl<B: Backend> Session<B> {
 
     /// Counts a failed login; after too many, `* BYE` and close.
     async fn failed_login<W: Sink>(&mut self, w: &mut W) -> io::Result<Reply> {
+        postamt_metrics::global().login_failed(postamt_metrics::Protocol::Imap);
         self.login_failures += 1;
         if self.login_failures >= self.limits.max_login_failures {
             warn!(peer = %self.peer, failures = self.login_failures, "too many login failures, closing");
