@@ -63,22 +63,31 @@ impl Autoreply {
 }
 
 fn lookup(conn: &Connection, user_lc: &str) -> rusqlite::Result<Option<Autoreply>> {
-    conn.prepare_cached(
-        "SELECT u.name, a.subject, a.body, a.starts_at, a.ends_at, a.created_at
-         FROM autoreplies a JOIN users u ON u.name_lc = a.user_lc
-         WHERE a.user_lc = ?1",
-    )?
-    .query_row([user_lc], |r| {
-        Ok(Autoreply {
-            user: r.get(0)?,
-            subject: r.get(1)?,
-            body: r.get(2)?,
-            starts_at: r.get(3)?,
-            ends_at: r.get(4)?,
-            created_at: r.get(5)?,
+    // Primary-key lookups, not a join (see `forwards::lookup`).
+    let found = conn
+        .prepare_cached(
+            "SELECT subject, body, starts_at, ends_at, created_at
+             FROM autoreplies WHERE user_lc = ?1",
+        )?
+        .query_row([user_lc], |r| {
+            Ok(Autoreply {
+                user: String::new(),
+                subject: r.get(0)?,
+                body: r.get(1)?,
+                starts_at: r.get(2)?,
+                ends_at: r.get(3)?,
+                created_at: r.get(4)?,
+            })
         })
-    })
-    .optional()
+        .optional()?;
+    let Some(mut reply) = found else {
+        return Ok(None);
+    };
+    let Some(user) = crate::forwards::stored_name(conn, user_lc)? else {
+        return Ok(None);
+    };
+    reply.user = user;
+    Ok(Some(reply))
 }
 
 impl Directory {

@@ -31,15 +31,17 @@ pub struct Forward {
 
 /// The forward of the user keyed `user_lc`, on an open connection.
 pub(crate) fn lookup(conn: &Connection, user_lc: &str) -> rusqlite::Result<Option<Forward>> {
-    let head: Option<(String, bool, i64)> = conn
-        .prepare_cached(
-            "SELECT u.name, f.keep_copy, f.created_at
-             FROM forwards f JOIN users u ON u.name_lc = f.user_lc
-             WHERE f.user_lc = ?1",
-        )?
-        .query_row([user_lc], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    // Two primary-key lookups, not a join: this runs for every delivery
+    // (nearly always finding nothing), and SQLite re-plans a join on a
+    // bound key each time the key changes (STAT4 builds).
+    let head: Option<(bool, i64)> = conn
+        .prepare_cached("SELECT keep_copy, created_at FROM forwards WHERE user_lc = ?1")?
+        .query_row([user_lc], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some((user, keep_copy, created_at)) = head else {
+    let Some((keep_copy, created_at)) = head else {
+        return Ok(None);
+    };
+    let Some(user) = stored_name(conn, user_lc)? else {
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
@@ -54,6 +56,13 @@ pub(crate) fn lookup(conn: &Connection, user_lc: &str) -> rusqlite::Result<Optio
         keep_copy,
         created_at,
     }))
+}
+
+/// The stored name of the user keyed `user_lc`, if the account exists.
+pub(crate) fn stored_name(conn: &Connection, user_lc: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT name FROM users WHERE name_lc = ?1")?
+        .query_row([user_lc], |r| r.get(0))
+        .optional()
 }
 
 impl Directory {
