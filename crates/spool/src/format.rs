@@ -2,13 +2,17 @@
 //! no fsync):
 //!
 //! ```text
-//! POSTAMT-QUEUE-1 <n>\n      header line: magic and the JSON length in bytes
-//! <n bytes of JSON>\n        the initial envelope (serde_json of `Envelope`)
-//! <message bytes>            exactly as given to `enqueue`, to the end of file
+//! POSTAMT-QUEUE-1 <n> <crc>\n  header line: magic, the JSON length in bytes
+//!                              and the CRC-32 of the message (8 hex digits)
+//! <n bytes of JSON>\n          the initial envelope (serde_json of `Envelope`)
+//! <message bytes>              exactly as given to `enqueue`, to the end of file
 //! ```
 //!
 //! The JSON is length-prefixed, so the message bytes may contain anything
-//! (NUL, bare CR or LF, "POSTAMT" lines...). A state file (`state/<id>.json`)
+//! (NUL, bare CR or LF, "POSTAMT" lines...). The CRC lets a reader tell a
+//! file whose blocks a crash left half written (the spool links a queue
+//! file before its fsync) from a good one; files written before it existed
+//! have no CRC and are read as they are. A state file (`state/<id>.json`)
 //! is the plain JSON of the current `Envelope`.
 
 use crate::Envelope;
@@ -35,20 +39,45 @@ impl From<std::io::Error> for DecodeError {
     }
 }
 
-/// The bytes that precede the message in a queue file.
-pub fn encode_header(env: &Envelope) -> Result<Vec<u8>, serde_json::Error> {
+/// A queue file's header, decoded.
+#[derive(Debug)]
+pub struct Header {
+    /// The initial envelope.
+    pub envelope: Envelope,
+    /// The header's length: the offset where the message bytes start.
+    pub len: u64,
+    /// CRC-32 of the message bytes (`None` in files from before it existed).
+    pub crc32: Option<u32>,
+}
+
+/// The CRC-32 a header records for `message`.
+pub fn checksum(message: &[u8]) -> u32 {
+    crc32fast::hash(message)
+}
+
+/// Checks `message` against the header's CRC (files without one pass).
+pub fn verify_message(header_crc: Option<u32>, message: &[u8]) -> Result<(), DecodeError> {
+    match header_crc {
+        Some(expected) if checksum(message) != expected => Err(DecodeError::Corrupt(
+            "message bytes do not match the header's CRC-32 (a write cut short?)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The bytes that precede `message` in a queue file.
+pub fn encode_header(env: &Envelope, message: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     let json = serde_json::to_vec(env)?;
-    let mut out = format!("{MAGIC} {}\n", json.len()).into_bytes();
+    let mut out = format!("{MAGIC} {} {:08x}\n", json.len(), checksum(message)).into_bytes();
     out.reserve(json.len() + 1);
     out.extend_from_slice(&json);
     out.push(b'\n');
     Ok(out)
 }
 
-/// Reads the header of a queue file; returns the initial envelope and the
-/// header's length (the offset where the message bytes start). The reader
-/// is left at the first message byte.
-pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Envelope, u64), DecodeError> {
+/// Reads the header of a queue file. The reader is left at the first
+/// message byte.
+pub fn read_header<R: BufRead>(r: &mut R) -> Result<Header, DecodeError> {
     let mut line = Vec::new();
     r.by_ref()
         .take(MAX_HEADER_LINE)
@@ -60,12 +89,29 @@ pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Envelope, u64), DecodeError
     }
     let text = std::str::from_utf8(&line[..line.len() - 1])
         .map_err(|_| DecodeError::Corrupt("header line is not UTF-8".into()))?;
-    let len = match text.split_once(' ') {
-        Some((MAGIC, n)) => n
+    let mut fields = text.split(' ');
+    if fields.next() != Some(MAGIC) {
+        return Err(DecodeError::Corrupt("not a postamt queue file".into()));
+    }
+    let len = match fields.next() {
+        Some(n) => n
             .parse::<u64>()
             .map_err(|_| DecodeError::Corrupt(format!("bad envelope length {n:?}")))?,
-        _ => return Err(DecodeError::Corrupt("not a postamt queue file".into())),
+        None => return Err(DecodeError::Corrupt("not a postamt queue file".into())),
     };
+    let crc32 = match fields.next() {
+        None => None,
+        Some(c) if c.len() == 8 => Some(
+            u32::from_str_radix(c, 16)
+                .map_err(|_| DecodeError::Corrupt(format!("bad checksum {c:?}")))?,
+        ),
+        Some(c) => return Err(DecodeError::Corrupt(format!("bad checksum {c:?}"))),
+    };
+    if fields.next().is_some() {
+        return Err(DecodeError::Corrupt(
+            "extra fields in the header line".into(),
+        ));
+    }
     if len > MAX_ENVELOPE_LEN {
         return Err(DecodeError::Corrupt(format!(
             "envelope of {len} bytes is too large"
@@ -77,8 +123,12 @@ pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Envelope, u64), DecodeError
         return Err(DecodeError::Corrupt("truncated envelope".into()));
     }
     json.pop();
-    let env = decode_envelope(&json)?;
-    Ok((env, line.len() as u64 + len + 1))
+    let envelope = decode_envelope(&json)?;
+    Ok(Header {
+        envelope,
+        len: line.len() as u64 + len + 1,
+        crc32,
+    })
 }
 
 /// Decodes an envelope's JSON (queue header or state file).
@@ -114,16 +164,49 @@ mod tests {
     #[test]
     fn header_round_trip_leaves_reader_at_message() {
         let env = envelope();
-        let mut file = encode_header(&env).unwrap();
+        let message = b"\nPOSTAMT-QUEUE-1 3\n\0\r";
+        let mut file = encode_header(&env, message).unwrap();
         let header_len = file.len() as u64;
-        file.extend_from_slice(b"\nPOSTAMT-QUEUE-1 3\n\0\r");
+        file.extend_from_slice(message);
         let mut r = Cursor::new(&file);
-        let (back, off) = read_header(&mut r).unwrap();
-        assert_eq!(back, env);
-        assert_eq!(off, header_len);
+        let header = read_header(&mut r).unwrap();
+        assert_eq!(header.envelope, env);
+        assert_eq!(header.len, header_len);
         let mut rest = Vec::new();
         r.read_to_end(&mut rest).unwrap();
-        assert_eq!(rest, b"\nPOSTAMT-QUEUE-1 3\n\0\r");
+        assert_eq!(rest, message);
+        assert!(verify_message(header.crc32, &rest).is_ok());
+    }
+
+    #[test]
+    fn checksum_catches_damaged_message_bytes() {
+        let env = envelope();
+        let header = encode_header(&env, b"hello").unwrap();
+        let crc = read_header(&mut Cursor::new(&header)).unwrap().crc32;
+        assert_eq!(crc, Some(crc32fast::hash(b"hello")));
+        assert!(verify_message(crc, b"hello").is_ok());
+        // A crash can leave blocks of zeros where the message was.
+        assert!(matches!(
+            verify_message(crc, b"\0\0\0\0\0"),
+            Err(DecodeError::Corrupt(why)) if why.contains("CRC")
+        ));
+        assert!(matches!(
+            verify_message(crc, b"hell"),
+            Err(DecodeError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn header_without_checksum_is_still_read() {
+        let env = envelope();
+        let json = serde_json::to_vec(&env).unwrap();
+        let mut file = format!("{MAGIC} {}\n", json.len()).into_bytes();
+        file.extend_from_slice(&json);
+        file.extend_from_slice(b"\nbody");
+        let header = read_header(&mut Cursor::new(&file)).unwrap();
+        assert_eq!(header.envelope, env);
+        assert_eq!(header.crc32, None);
+        assert!(verify_message(header.crc32, b"anything").is_ok());
     }
 
     fn corrupt(bytes: &[u8]) -> String {
@@ -142,7 +225,10 @@ mod tests {
         assert!(corrupt(b"POSTAMT-QUEUE-1 99999999999\n").contains("too large"));
         assert!(corrupt(b"POSTAMT-QUEUE-1 10\n{\"id\":").contains("truncated"));
         assert!(corrupt(b"POSTAMT-QUEUE-1 2\n{}\n").contains("bad envelope"));
-        let mut full = encode_header(&envelope()).unwrap();
+        assert!(corrupt(b"POSTAMT-QUEUE-1 2 12\n{}\n").contains("checksum"));
+        assert!(corrupt(b"POSTAMT-QUEUE-1 2 1234567g\n{}\n").contains("checksum"));
+        assert!(corrupt(b"POSTAMT-QUEUE-1 2 12345678 x\n{}\n").contains("extra"));
+        let mut full = encode_header(&envelope(), b"").unwrap();
         let n = full.len();
         full[n - 1] = b'x'; // the newline after the JSON
         assert!(corrupt(&full).contains("truncated"));

@@ -12,13 +12,17 @@
 //! <spool>/state/<id>.json           the current envelope, once it changed
 //! ```
 //!
-//! A queue file is `POSTAMT-QUEUE-1 <n>\n`, then `n` bytes of JSON (the
-//! initial `Envelope`), `\n`, then the message bytes exactly as given (see
-//! the `format` module). It is written once and never changed: written under `tmp/`,
-//! fsynced, hard-linked into `queue/`; the `queue/` directory is fsynced
-//! before `enqueue` returns. Directory fsyncs are shared by all writers in
-//! flight (group commit, see the `committer` module), then the id is announced on the
-//! arrivals channel.
+//! A queue file is `POSTAMT-QUEUE-1 <n> <crc>\n`, then `n` bytes of JSON
+//! (the initial `Envelope`), `\n`, then the message bytes exactly as given
+//! (see the `format` module). It is written once and never changed:
+//! written under `tmp/` (and written out by the kernel), hard-linked into
+//! `queue/`, then `queue/` and the file are fsynced before `enqueue`
+//! returns. The directory fsync is shared by all writers in flight (group
+//! commit, see the `committer` module); on a journalling file system it is
+//! the one commit that makes the group durable. Then the id is announced
+//! on the arrivals channel. A reader checks the message against the CRC in
+//! the header, so a file a crash cut short is reported as damaged, never
+//! delivered.
 //!
 //! Delivery progress goes to `state/<id>.json`, replaced atomically
 //! (tmp, fsync, rename). No state file means the initial envelope. The
