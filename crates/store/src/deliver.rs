@@ -1,12 +1,18 @@
-//! Delivery into a Maildir: write `tmp/<unique>`, fsync, link to
-//! `new/<unique>` (never replacing a file), fsync `new/`. A reader never sees
-//! a partial message: it appears in `new/` complete or not at all. The
-//! fsync of `new/` is shared by the deliveries to the same mailbox that
-//! run at the same time (group commit, `fsio::sync_dir_shared`).
+//! Delivery into a Maildir: write `tmp/<unique>` and have the kernel write
+//! it out (blocks allocated, no flush), link it to `new/<unique>` (never
+//! replacing a file), fsync `new/`, fsync the file, unlink the tmp name. A
+//! reader never sees a partial message: it appears in `new/` complete or
+//! not at all. The fsync of `new/` is shared by the deliveries to the same
+//! mailbox that run at the same time (group commit,
+//! `fsio::sync_dir_shared`); on a journalling file system it is the one
+//! commit that makes them all durable, and the file's own fsync, its data
+//! written out before the link, costs a cache flush. Delivery is reported
+//! only after both fsyncs; a message a crash took back before them is
+//! still in the spool and delivered again.
 
-use crate::fsio::sync_dir_shared;
+use crate::fsio::{self, sync_dir_shared};
 use crate::name::{NameParts, unique_name};
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -45,32 +51,38 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
         });
         let tmp = tmp_dir.join(&name);
         let new = new_dir.join(&name);
-        match write_synced(&tmp, data) {
-            Ok(()) => {}
+        let file = match write_out(&tmp, data) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 last_clash = Some(e);
                 continue;
             }
             Err(e) => return Err(e),
-        }
-        let moved = match std::fs::hard_link(&tmp, &new) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&tmp);
-                Ok(())
-            }
+        };
+        let linked = match std::fs::hard_link(&tmp, &new) {
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let _ = std::fs::remove_file(&tmp);
                 last_clash = Some(e);
                 continue;
             }
             // File systems without hard links: rename (the name is unique).
-            Err(_) => std::fs::rename(&tmp, &new),
+            Err(_) => std::fs::rename(&tmp, &new).map(|()| false),
         };
-        if let Err(e) = moved {
+        let tmp_left = match linked {
+            Ok(left) => left,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let synced = sync_dir_shared(&new_dir).and_then(|()| file.sync_all());
+        // After the fsyncs: unlinking earlier would change the inode (its
+        // link count) in a newer transaction that the file's fsync waits for.
+        if tmp_left {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e);
         }
-        if let Err(e) = sync_dir_shared(&new_dir) {
+        if let Err(e) = synced {
             // Not durable: take it back so a retry does not duplicate it.
             let _ = std::fs::remove_file(&new);
             return Err(e);
@@ -80,17 +92,21 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
     Err(last_clash.unwrap_or_else(|| io::Error::other("no unique maildir name")))
 }
 
-fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Creates `path`, writes `data` and waits until the kernel wrote it out
+/// (not yet durable: see the module doc); on failure nothing is left.
+fn write_out(path: &Path, data: &[u8]) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    let result = file.write_all(data).and_then(|()| file.sync_data());
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
+    match file.write_all(data).and_then(|()| fsio::write_out(&file)) {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
     }
-    result
 }
 
 #[cfg(test)]
