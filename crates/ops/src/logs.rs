@@ -10,8 +10,8 @@
 //! — time stamp, level, target, message, then `key=value` fields, where a
 //! `?`-formatted string value is quoted with Rust escapes and a
 //! `%`-formatted one is written as is (and may hold spaces). Rotated
-//! copies (`receiver.log.1`, `receiver.log.2026-01-01`, by logrotate or
-//! tracing-appender) are read after the live file, newest first;
+//! copies (`receiver.log.1`, `receiver.log.2026-01-01`, by logrotate)
+//! are read after the live file, newest first;
 //! compressed ones are skipped.
 
 use crate::OpsError;

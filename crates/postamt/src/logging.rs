@@ -3,11 +3,11 @@
 //! crates that do that job. Every event about a message carries `queue_id`,
 //! so `grep <queue id> *.log` tells its whole story.
 
+use crate::log_writer::{self, FlushGuard};
 use anyhow::{Context, Result};
 use postamt_config::Config;
 use std::io::IsTerminal;
 use tracing::level_filters::LevelFilter;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -23,8 +23,8 @@ pub const LOG_FILES: [(&str, &[&str]); 3] = [
     ("retrieval.log", &["postamt_pop3", "postamt_imap"]),
 ];
 
-/// Keeps the file writers flushing; drop at exit.
-pub struct LogGuards(#[allow(dead_code)] Vec<WorkerGuard>);
+/// Keeps the file writers flushing; drop at exit (writes what is left).
+pub struct LogGuards(#[allow(dead_code)] Vec<FlushGuard>);
 
 fn level(c: &Config) -> LevelFilter {
     c.logging.level.parse().unwrap_or(LevelFilter::INFO)
@@ -43,13 +43,11 @@ pub fn init_server(c: &Config) -> Result<LogGuards> {
         if !on {
             continue;
         }
-        let appender = tracing_appender::rolling::never(&dir, file);
-        // Never drop lines when the writer falls behind: the logs are the
-        // admin's record of every message (tracing-appender is lossy by
-        // default).
-        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(false)
-            .finish(appender);
+        // Batched and lossless: the logs are the admin's record of every
+        // message (see `log_writer`).
+        let path = dir.join(file);
+        let (writer, guard) = log_writer::open(&path)
+            .with_context(|| format!("cannot open log file {}", path.display()))?;
         guards.push(guard);
         let filter = targets
             .iter()

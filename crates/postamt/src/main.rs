@@ -3,6 +3,7 @@
 mod admin_cli;
 mod cli;
 mod install;
+mod log_writer;
 mod logging;
 mod privilege;
 mod quickstart;

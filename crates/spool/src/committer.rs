@@ -20,8 +20,9 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Most lazy jobs taken in one go.
@@ -47,6 +48,20 @@ pub struct Job {
 /// after it fsynced what is dirty.
 pub struct Committer {
     tx: mpsc::Sender<Job>,
+    /// Per directory: a job is on its way or the directory is marked
+    /// dirty and not yet fsynced. Later jobs for it are then covered
+    /// already and not sent: the thread wakes once per round, not once
+    /// per removed message.
+    pending: Arc<[AtomicBool; 2]>,
+    /// Jobs sent to the thread (for tests and diagnostics).
+    sent: AtomicU64,
+}
+
+fn slot(dir: SyncDir) -> usize {
+    match dir {
+        SyncDir::Queue => 0,
+        SyncDir::State => 1,
+    }
 }
 
 impl Committer {
@@ -57,23 +72,41 @@ impl Committer {
         let queue = File::open(&queue_dir)?;
         let state = File::open(&state_dir)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let pending: Arc<[AtomicBool; 2]> =
+            Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+        let flags = Arc::clone(&pending);
         std::thread::Builder::new()
             .name("spool-committer".into())
             .spawn(move || {
-                let sync = |dir: SyncDir| match dir {
-                    SyncDir::Queue => queue.sync_all(),
-                    SyncDir::State => state.sync_all(),
+                let sync = |dir: SyncDir| {
+                    // Cleared before the fsync: a change after this point
+                    // sends a new job; one before it is covered by this fsync.
+                    flags[slot(dir)].store(false, Ordering::SeqCst);
+                    match dir {
+                        SyncDir::Queue => queue.sync_all(),
+                        SyncDir::State => state.sync_all(),
+                    }
                 };
                 run(&rx, &sync, LAZY_DELAY);
             })?;
-        Ok(Committer { tx })
+        Ok(Committer {
+            tx,
+            pending,
+            sent: AtomicU64::new(0),
+        })
     }
 
-    /// Hands a job to the committer.
+    /// Hands a job to the committer (unless one for its directory is
+    /// still pending: that one's fsync comes later and covers this change).
     pub fn submit(&self, job: Job) -> io::Result<()> {
-        self.tx
-            .send(job)
-            .map_err(|_| io::Error::other("spool committer thread has stopped"))
+        if self.pending[slot(job.dir)].swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(job).map_err(|e| {
+            self.pending[slot(e.0.dir)].store(false, Ordering::SeqCst);
+            io::Error::other("spool committer thread has stopped")
+        })
     }
 }
 
@@ -278,6 +311,39 @@ mod tests {
         .unwrap();
         drop(c);
         assert!(Committer::start(dir.path().join("x"), dir.path().join("y")).is_err());
+    }
+
+    #[test]
+    fn jobs_for_a_pending_directory_are_not_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, s) = (dir.path().join("queue"), dir.path().join("state"));
+        std::fs::create_dir(&q).unwrap();
+        std::fs::create_dir(&s).unwrap();
+        let c = Committer::start(q, s).unwrap();
+        for _ in 0..1000 {
+            c.submit(Job {
+                dir: SyncDir::Queue,
+            })
+            .unwrap();
+        }
+        c.submit(Job {
+            dir: SyncDir::State,
+        })
+        .unwrap();
+        // One job per directory and round went to the thread; the rest
+        // were covered by a coming fsync (rounds are LAZY_DELAY apart, so
+        // however slow the machine, far fewer than one per submit).
+        let sent = c.sent.load(Ordering::SeqCst);
+        assert!(
+            (2..100).contains(&sent),
+            "{sent} jobs sent for 1001 submits"
+        );
+        // After the round, the flags are clear: the next change sends again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.pending.iter().any(|p| p.load(Ordering::SeqCst)) {
+            assert!(Instant::now() < deadline, "the committer never synced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
