@@ -283,6 +283,14 @@ async fn serve(config: Arc<Config>, config_path: std::path::PathBuf) -> Result<(
         tracing::warn!(target: "postamt", open = sessions.len(), "sessions still open after the grace period; closing them");
     }
     let _ = agent_task.await;
+    // Deliveries' IMAP index entries still queued (losing them would only
+    // cost a parse at the next IMAP refresh).
+    if !tokio::task::spawn_blocking(postamt_store::flush_index_writes)
+        .await
+        .unwrap_or(false)
+    {
+        tracing::warn!(target: "postamt", "the IMAP index writer did not finish; sessions will index the rest");
+    }
     control_task.abort();
     hup_task.abort();
     watcher.abort();

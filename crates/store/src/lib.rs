@@ -193,11 +193,10 @@ impl MailStore {
         let name = deliver::deliver_into(&root, data, queue_id, &self.host)?;
         tracing::debug!(user, queue_id, file = %name, size = data.len(), "delivered to maildir");
         // The message is durable; indexing it is an optimisation (a
-        // session's refresh would index it too), so a failure is logged only.
-        if let Err(e) = index_delivery(&root, &name, data) {
-            tracing::warn!(user, queue_id, error = %e, "indexing a delivered message failed");
-        }
-        watch::notify(&root);
+        // session's refresh would index it too): parsed here, written by
+        // the index writer with the deliveries around it, which then
+        // wakes IDLE sessions (see `index::batch`).
+        index::batch::submit(index::batch::Delivered::new(&root, &name, data));
         Ok(name)
     }
 
@@ -228,36 +227,18 @@ impl MailStore {
     }
 }
 
-/// Indexes a message just delivered to `new/<name>` into INBOX, with its
-/// meta parsed now (so no session has to read the file for ENVELOPE or
-/// BODYSTRUCTURE). One SQLite write in WAL mode: no fsync.
+/// Waits until every delivery made so far by this process is in its
+/// mailbox's IMAP index (see `index::batch`); false if the index writer
+/// did not answer in time. For the server's shutdown and for tests.
+pub fn flush_index_writes() -> bool {
+    index::batch::flush()
+}
+
+/// Indexes a message just delivered to `new/<name>` into INBOX now, as
+/// the index writer does (for the cost report in the index tests).
+#[cfg(test)]
 fn index_delivery(root: &std::path::Path, name: &str, data: &[u8]) -> Result<(), StoreError> {
-    let meta = parse::parse_meta(data);
-    let blob = index::messages::encode_meta(&meta);
-    let base = name::base_name(name.as_bytes());
-    let file = place::rel("new", name.as_bytes());
-    let qid = name::queue_id_of(name.as_bytes());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-    let flags = Flags::default();
-    let idx = index::open(root)?;
-    idx.write_txn(|tx| {
-        let mut row = index::folder_ops::get_or_create(tx, "INBOX")?;
-        let m = index::messages::NewMessage {
-            base,
-            file: &file,
-            flags: &flags,
-            size: data.len() as u64,
-            internal_date: now,
-            queue_id: qid.as_deref(),
-            meta: &blob,
-        };
-        if index::messages::insert(tx, &mut row, &m)?.is_some() {
-            index::folder_ops::save(tx, &row)?;
-        }
-        Ok(())
-    })
+    index::batch::insert_all(root, &[index::batch::Delivered::new(root, name, data)]).map(|_| ())
 }
 
 /// This host's tag for unique file names (first label of the host name).

@@ -224,6 +224,7 @@ fn delivery_indexes_meta_so_sessions_need_not_read_files() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
     let name = s.deliver("bob", &msg("delivered"), QID).unwrap();
+    assert!(crate::flush_index_writes(), "the index writer answers");
     // Change the file behind the index's back: the meta stays the one
     // parsed at delivery (the file is not read again).
     let path = s.mailbox_dir("bob").unwrap().join("new").join(&name);
@@ -580,6 +581,8 @@ fn signals_wake_on_delivery_append_and_store() {
     let sent = acc.signal("Sent").unwrap();
     let (gi, gs) = (inbox.generation(), sent.generation());
     s.deliver("bob", &msg("one"), QID).unwrap();
+    // The index writer bumps the signal once the delivery is indexed.
+    assert!(crate::flush_index_writes());
     assert!(inbox.generation() > gi);
     assert_eq!(sent.generation(), gs);
     acc.append("Sent", &msg("s"), &seen(), None).unwrap();

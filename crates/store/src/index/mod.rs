@@ -36,6 +36,7 @@
 //! Open handles are cached per mailbox (at most [`MAX_CACHED`]); one
 //! handle's connection is shared by this process's sessions under a mutex.
 
+pub mod batch;
 pub mod folder_ops;
 pub mod messages;
 pub mod schema;
