@@ -399,9 +399,10 @@ impl Inner {
     }
 
     /// Creates `tmp` for writing: a file from `free/` renamed there (its
-    /// inode reused, its old bytes truncated), or a new one. The rename is
-    /// atomic, so two processes never get the same free file.
-    fn create_tmp(&self, tmp: &Path) -> io::Result<File> {
+    /// inode and its blocks reused: the new bytes overwrite the old ones,
+    /// see `store`), or a new one; also returns the file's old length. The
+    /// rename is atomic, so two processes never get the same free file.
+    fn create_tmp(&self, tmp: &Path) -> io::Result<(File, u64)> {
         use std::os::unix::fs::OpenOptionsExt;
         for _ in 0..4 {
             let Some(kept) = self.free_list().pop() else {
@@ -410,19 +411,19 @@ impl Inner {
             if std::fs::rename(&kept, tmp).is_err() {
                 continue; // taken by another process, or gone
             }
-            match std::fs::OpenOptions::new()
+            let opened = std::fs::OpenOptions::new()
                 .write(true)
-                .truncate(true)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(tmp)
-            {
-                Ok(f) => return Ok(f),
+                .and_then(|f| f.metadata().map(|m| (f, m.len())));
+            match opened {
+                Ok(found) => return Ok(found),
                 Err(_) => {
                     let _ = std::fs::remove_file(tmp);
                 }
             }
         }
-        fsio::create_new(tmp)
+        fsio::create_new(tmp).map(|f| (f, 0))
     }
 
     /// `Spool::load`: the state file if any, then the queue file in one read.
@@ -505,8 +506,20 @@ impl Inner {
         let header = format::encode_header(env, data).map_err(io::Error::other)?;
         let tmp = self.layout.tmp_file(&env.id)?;
         let queue = self.layout.queue_file(&env.id)?;
-        let mut file = self.create_tmp(&tmp)?;
+        let (mut file, old_len) = self.create_tmp(&tmp)?;
+        let new_len = (header.len() + data.len()) as u64;
+        // A recycled file is overwritten in place (no blocks freed and
+        // allocated again: less journal work), then cut to its new length.
+        // A crash can leave old and new bytes mixed; the CRC and the id in
+        // the header tell such a file apart, and it was never acknowledged.
         let written = fsio::write_all_parts(&mut file, &[&header, data])
+            .and_then(|()| {
+                if old_len > new_len {
+                    file.set_len(new_len)
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| fsio::write_out(&file))
             // A link, not a rename: it never replaces an existing queue
             // file (an id given twice fails with AlreadyExists instead).
