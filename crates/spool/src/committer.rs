@@ -1,8 +1,8 @@
 //! Group commit of the spool's directory fsyncs.
 //!
 //! `GroupSync` serves the writers that wait (a new message's queue entry):
-//! a writer makes its file durable itself (write, fsync, link into
-//! `queue/`), then calls `GroupSync::sync`. The first caller runs the
+//! a writer writes its file and renames it into `queue/`, then calls
+//! `GroupSync::sync` (and fsyncs the file after it, see `Spool::store`). The first caller runs the
 //! directory fsync on its own thread (no hand-off to another thread, so a
 //! lone writer pays no wake-up); callers arriving while it runs wait, and
 //! the next fsync, run by one of them, covers them all. Under load one

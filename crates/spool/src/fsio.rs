@@ -58,32 +58,6 @@ pub fn write_all_parts<W: Write>(out: &mut W, parts: &[&[u8]]) -> io::Result<()>
     Ok(())
 }
 
-/// Writes the file's dirty data out and waits for it (Linux
-/// `sync_file_range`): its blocks are allocated and written, but nothing
-/// is made durable (no journal commit, no cache flush: an fsync still has
-/// to follow). Elsewhere, an fdatasync.
-pub fn write_out(file: &File) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        // SAFETY: a plain system call on a file descriptor we own; offset
-        // and length 0 mean the whole file.
-        let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        file.sync_data()
-    }
-}
-
 /// fsyncs a directory, making the entries created, renamed or removed in it durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()

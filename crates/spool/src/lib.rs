@@ -15,8 +15,9 @@
 //! A queue file is `POSTAMT-QUEUE-1 <n> <crc>\n`, then `n` bytes of JSON
 //! (the initial `Envelope`), `\n`, then the message bytes exactly as given
 //! (see the `format` module). It is written once and never changed:
-//! written under `tmp/` (and written out by the kernel), hard-linked into
-//! `queue/`, then `queue/` and the file are fsynced before `enqueue`
+//! written under `tmp/` (and written out by the kernel), renamed into
+//! `queue/` (never replacing a file), then `queue/` and the file are
+//! fsynced before `enqueue`
 //! returns. The directory fsync is shared by all writers in flight (group
 //! commit, see the `committer` module); on a journalling file system it is
 //! the one commit that makes the group durable. Then the id is announced

@@ -488,7 +488,8 @@ impl Inner {
     ///
     /// 1. write header and message into `tmp/` and wait until the kernel
     ///    has written the data out (its blocks allocated; no cache flush);
-    /// 2. link it into `queue/` (complete: nobody sees a partial file);
+    /// 2. rename it into `queue/`, never replacing a file (complete:
+    ///    nobody sees a partial file);
     /// 3. fsync `queue/`, shared with every writer in flight (group
     ///    commit): on a journalling file system this one commit carries the
     ///    new entries, the files' inodes and their block allocations;
@@ -496,7 +497,8 @@ impl Inner {
     ///    this finds nothing left to commit and costs one cache flush.
     ///
     /// One journal commit per group of messages instead of two per
-    /// message (file, then directory). A crash between 2 and 4 can leave
+    /// message (file, then directory); see `postamt_fsutil`. A crash
+    /// between 2 and 4 can leave
     /// an entry whose blocks never reached the disk; the header's CRC
     /// tells such a file from a good one (and nobody was told it was
     /// stored). If an fsync fails, the entry is withdrawn: the client gets
@@ -520,21 +522,15 @@ impl Inner {
                     Ok(())
                 }
             })
-            .and_then(|()| fsio::write_out(&file))
-            // A link, not a rename: it never replaces an existing queue
-            // file (an id given twice fails with AlreadyExists instead).
-            .and_then(|()| std::fs::hard_link(&tmp, &queue));
+            .and_then(|()| postamt_fsutil::write_out(&file))
+            // Never replaces an existing queue file (an id given twice
+            // fails with AlreadyExists instead).
+            .and_then(|()| postamt_fsutil::rename_noreplace(&tmp, &queue));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(e.into());
         }
-        let synced = self.queue_sync.sync().and_then(|()| file.sync_all());
-        // After the fsyncs: unlinking now would change the inode (its link
-        // count) in a newer transaction that the file's fsync then waits for.
-        if let Err(e) = std::fs::remove_file(&tmp) {
-            tracing::warn!(queue_id = %env.id, error = %e, "temporary spool file left behind");
-        }
-        if let Err(e) = synced {
+        if let Err(e) = self.queue_sync.sync().and_then(|()| file.sync_all()) {
             if let Err(e) = std::fs::remove_file(&queue) {
                 tracing::warn!(queue_id = %env.id, error = %e, "could not withdraw unacknowledged message");
             }

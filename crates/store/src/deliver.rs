@@ -1,16 +1,16 @@
 //! Delivery into a Maildir: write `tmp/<unique>` and have the kernel write
-//! it out (blocks allocated, no flush), link it to `new/<unique>` (never
-//! replacing a file), fsync `new/`, fsync the file, unlink the tmp name. A
-//! reader never sees a partial message: it appears in `new/` complete or
-//! not at all. The fsync of `new/` is shared by the deliveries to the same
-//! mailbox that run at the same time (group commit,
-//! `fsio::sync_dir_shared`); on a journalling file system it is the one
-//! commit that makes them all durable, and the file's own fsync, its data
-//! written out before the link, costs a cache flush. Delivery is reported
-//! only after both fsyncs; a message a crash took back before them is
-//! still in the spool and delivered again.
+//! it out (blocks allocated, no flush), rename it to `new/<unique>` (never
+//! replacing a file), fsync `new/`, fsync the file (the sequence of
+//! `postamt_fsutil`). A reader never sees a partial message: it appears in
+//! `new/` complete or not at all. The fsync of `new/` is shared by the
+//! deliveries to the same mailbox that run at the same time (group
+//! commit, `fsio::sync_dir_shared`); on a journalling file system it is
+//! the one commit that makes them all durable, and the file's own fsync,
+//! its data written out before the rename, costs a cache flush. Delivery
+//! is reported only after both fsyncs; a message a crash took back before
+//! them is still in the spool and delivered again.
 
-use crate::fsio::{self, sync_dir_shared};
+use crate::fsio::sync_dir_shared;
 use crate::name::{NameParts, unique_name};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -59,30 +59,19 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
             }
             Err(e) => return Err(e),
         };
-        let linked = match std::fs::hard_link(&tmp, &new) {
-            Ok(()) => Ok(true),
+        match postamt_fsutil::rename_noreplace(&tmp, &new) {
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let _ = std::fs::remove_file(&tmp);
                 last_clash = Some(e);
                 continue;
             }
-            // File systems without hard links: rename (the name is unique).
-            Err(_) => std::fs::rename(&tmp, &new).map(|()| false),
-        };
-        let tmp_left = match linked {
-            Ok(left) => left,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
-        };
-        let synced = sync_dir_shared(&new_dir).and_then(|()| file.sync_all());
-        // After the fsyncs: unlinking earlier would change the inode (its
-        // link count) in a newer transaction that the file's fsync waits for.
-        if tmp_left {
-            let _ = std::fs::remove_file(&tmp);
         }
-        if let Err(e) = synced {
+        if let Err(e) = sync_dir_shared(&new_dir).and_then(|()| file.sync_all()) {
             // Not durable: take it back so a retry does not duplicate it.
             let _ = std::fs::remove_file(&new);
             return Err(e);
@@ -100,7 +89,10 @@ fn write_out(path: &Path, data: &[u8]) -> io::Result<File> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    match file.write_all(data).and_then(|()| fsio::write_out(&file)) {
+    match file
+        .write_all(data)
+        .and_then(|()| postamt_fsutil::write_out(&file))
+    {
         Ok(()) => Ok(file),
         Err(e) => {
             let _ = std::fs::remove_file(path);

@@ -12,32 +12,6 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 /// The three Maildir subdirectories.
 pub const SUBDIRS: [&str; 3] = ["cur", "new", "tmp"];
 
-/// Writes the file's dirty data out and waits for it (Linux
-/// `sync_file_range`): blocks allocated and written, nothing made durable
-/// yet (no journal commit, no cache flush: an fsync must follow).
-/// Elsewhere, an fdatasync.
-pub fn write_out(file: &File) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        // SAFETY: a system call on a descriptor we own; offset and length
-        // 0 mean the whole file.
-        let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        file.sync_data()
-    }
-}
-
 /// fsyncs a directory, making entries created, renamed or removed in it durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()

@@ -1,0 +1,130 @@
+//! Durable-file primitives shared by the spool and the mail store: the
+//! two steps of "write a file, then make its name appear atomically" that
+//! need system calls the standard library does not offer.
+//!
+//! The sequence both use (see the spool's `store` and the store's
+//! `deliver_into`): write the file under a temporary name, [`write_out`]
+//! (the kernel writes the data and allocates its blocks, nothing is made
+//! durable yet), [`rename_noreplace`] it to its final name (complete when
+//! it appears; never replacing a file), fsync the directory (on a
+//! journalling file system: the one commit that makes the group of files
+//! written meanwhile durable), fsync the file (its data was written out
+//! before, so this costs a cache flush).
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Writes the file's dirty data out and waits for it (Linux
+/// `sync_file_range`): blocks allocated and written, nothing made durable
+/// yet (no journal commit, no cache flush: an fsync must follow).
+/// Elsewhere, an fdatasync.
+pub fn write_out(file: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: a system call on a descriptor we own; offset and length
+        // 0 mean the whole file.
+        let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        file.sync_data()
+    }
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` instead of
+/// replacing an existing `to` (Linux `renameat2(RENAME_NOREPLACE)`: one
+/// system call, one journal transaction). Where the file system or the
+/// kernel lacks it: a hard link (which never replaces either) and an
+/// unlink of `from`; on file systems without hard links, a plain rename.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        match renameat2_noreplace(from, to) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {}
+            other => return other,
+        }
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(from);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        // No hard links here: the caller's names are unique.
+        Err(_) => std::fs::rename(from, to),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn renameat2_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths that live across the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn rename_moves_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        std::fs::write(&a, b"first").unwrap();
+        std::fs::write(&c, b"other").unwrap();
+        rename_noreplace(&a, &b).unwrap();
+        assert!(!a.exists());
+        assert_eq!(std::fs::read(&b).unwrap(), b"first");
+        // An existing target stays as it was, and so does the source.
+        let e = rename_noreplace(&c, &b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&b).unwrap(), b"first");
+        assert_eq!(std::fs::read(&c).unwrap(), b"other");
+        assert!(rename_noreplace(&dir.path().join("missing"), &a).is_err());
+    }
+
+    #[test]
+    fn write_out_keeps_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut f = File::create(&p).unwrap();
+        f.write_all(b"0123456789").unwrap();
+        write_out(&f).unwrap();
+        f.sync_all().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"0123456789");
+    }
+}
