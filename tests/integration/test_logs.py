@@ -4,7 +4,7 @@ to retrieval.log."""
 
 from __future__ import annotations
 
-from support import DOMAIN, pop3_retr, simple_message, uniq
+from support import DOMAIN, pop3_retr, simple_message, uniq, wait_until
 
 
 def test_queue_id_in_receiver_and_delivery_logs(server):
@@ -18,8 +18,16 @@ def test_queue_id_in_receiver_and_delivery_logs(server):
     assert any(f"sender@{DOMAIN}" in l or "127.0.0.1" in l for l in rlines), (
         f"receiver log should say from whom the message came: {rlines}"
     )
-    dlines = [l for l in delivery.splitlines() if qid in l]
-    assert any(user in l for l in dlines), f"delivery log should name the recipient {user}: {dlines}"
+    # Lines reach the file in batches, moments after the event: wait for
+    # the one naming the recipient rather than reading once.
+    def recipient_line():
+        return [l for l in server.log("delivery").splitlines() if qid in l and user in l] or None
+
+    try:
+        wait_until(recipient_line, 15, f"a delivery line for {qid} naming {user}", interval=0.1)
+    except AssertionError as e:
+        dlines = [l for l in delivery.splitlines() if qid in l]
+        raise AssertionError(f"{e}\ndelivery log should name the recipient {user}: {dlines}") from None
     # Each service keeps to its own file.
     assert qid not in server.log("retrieval")
 

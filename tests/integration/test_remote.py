@@ -540,6 +540,8 @@ def test_three_recipients_one_transaction(env, sink_factory):
     txs = sink.with_token(token)
     assert len(txs) == 1, f"expected one transaction, got {len(txs)}: {[t.rcpts for t in txs]}"
     assert sorted(txs[0].rcpts) == sorted(rcpts), txs[0].rcpts
+    # Log lines reach the file within moments of the event (batched writer).
+    wait_until(lambda: len(attempt_lines(env.srv, qid, "sent")) == 3, 10, "three status=sent lines")
     assert len(attempt_lines(env.srv, qid, "sent")) == 3
 
 
