@@ -2,14 +2,15 @@
 //! two steps of "write a file, then make its name appear atomically" that
 //! need system calls the standard library does not offer.
 //!
-//! The sequence both use (see the spool's `store` and the store's
-//! `deliver_into`): write the file under a temporary name, [`write_out`]
-//! (the kernel writes the data and allocates its blocks, nothing is made
-//! durable yet), [`rename_noreplace`] it to its final name (complete when
-//! it appears; never replacing a file), fsync the directory (on a
-//! journalling file system: the one commit that makes the group of files
-//! written meanwhile durable), fsync the file (its data was written out
-//! before, so this costs a cache flush).
+//! The spool's sequence (its `store`): write the file under a temporary
+//! name, [`write_out`] (the kernel writes the data and allocates its
+//! blocks, nothing is made durable yet), [`rename_noreplace`] it to its
+//! final name (complete when it appears; never replacing a file), fsync
+//! the directory (on a journalling file system: the one commit that makes
+//! the group of files written meanwhile durable), fsync the file (its data
+//! was written out before, so this costs a cache flush). The store's
+//! Maildir delivery fdatasyncs the file before the rename instead (a
+//! Maildir file has no checksum to catch a crash between the two).
 
 use std::fs::File;
 use std::io;

@@ -1,18 +1,21 @@
-//! Delivery into a Maildir: write `tmp/<unique>` and have the kernel write
-//! it out (blocks allocated, no flush), rename it to `new/<unique>` (never
-//! replacing a file), fsync `new/`, fsync the file (the sequence of
-//! `postamt_fsutil`). A reader never sees a partial message: it appears in
-//! `new/` complete or not at all. The fsync of `new/` is shared by the
+//! Delivery into a Maildir: write `tmp/<unique>` and fdatasync it, rename
+//! it to `new/<unique>` (never replacing a file, `postamt_fsutil`), fsync
+//! `new/`. A reader never sees a partial message: it appears in `new/`
+//! complete or not at all, and its data is durable before its name
+//! appears, on any file system (a crash can never leave an empty or
+//! half-written file in `new/`). The fsync of `new/` is shared by the
 //! deliveries to the same mailbox that run at the same time (group
-//! commit, `fsio::sync_dir_shared`); on a journalling file system it is
-//! the one commit that makes them all durable, and the file's own fsync,
-//! its data written out before the rename, costs a cache flush. Delivery
-//! is reported only after both fsyncs; a message a crash took back before
-//! them is still in the spool and delivered again.
+//! commit, `fsio::sync_dir_shared`). Delivery is reported only after it; a
+//! message a crash took back before that is still in the spool and is
+//! delivered again.
+//!
+//! (The spool links before its file fsync to save a journal commit on the
+//! path to `250`; it can, because a queue file carries a CRC. A Maildir
+//! file cannot, and Maildir delivery is not on that path.)
 
 use crate::fsio::sync_dir_shared;
 use crate::name::{NameParts, unique_name};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -51,14 +54,14 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
         });
         let tmp = tmp_dir.join(&name);
         let new = new_dir.join(&name);
-        let file = match write_out(&tmp, data) {
-            Ok(file) => file,
+        match write_synced(&tmp, data) {
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 last_clash = Some(e);
                 continue;
             }
             Err(e) => return Err(e),
-        };
+        }
         match postamt_fsutil::rename_noreplace(&tmp, &new) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -71,7 +74,7 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
                 return Err(e);
             }
         }
-        if let Err(e) = sync_dir_shared(&new_dir).and_then(|()| file.sync_all()) {
+        if let Err(e) = sync_dir_shared(&new_dir) {
             // Not durable: take it back so a retry does not duplicate it.
             let _ = std::fs::remove_file(&new);
             return Err(e);
@@ -81,24 +84,19 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
     Err(last_clash.unwrap_or_else(|| io::Error::other("no unique maildir name")))
 }
 
-/// Creates `path`, writes `data` and waits until the kernel wrote it out
-/// (not yet durable: see the module doc); on failure nothing is left.
-fn write_out(path: &Path, data: &[u8]) -> io::Result<File> {
+/// Creates `path`, writes `data` and fdatasyncs it; on failure nothing
+/// is left.
+fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    match file
-        .write_all(data)
-        .and_then(|()| postamt_fsutil::write_out(&file))
-    {
-        Ok(()) => Ok(file),
-        Err(e) => {
-            let _ = std::fs::remove_file(path);
-            Err(e)
-        }
+    let result = file.write_all(data).and_then(|()| file.sync_data());
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
     }
+    result
 }
 
 #[cfg(test)]

@@ -244,6 +244,9 @@ fn rebuild_after_the_index_is_deleted_or_damaged() {
     for i in 0..3 {
         s.deliver("bob", &msg(&format!("m{i}")), QID).unwrap();
     }
+    // The index writer done with them, so it cannot make the index again
+    // right after this test removed it.
+    assert!(crate::flush_index_writes());
     let acc = s.account("bob").unwrap();
     let mut f = acc.open("INBOX").unwrap();
     f.store_flags(&[2], FlagOp::Add, &seen(), None).unwrap();
