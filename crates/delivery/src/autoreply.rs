@@ -176,24 +176,31 @@ pub fn send_autoreplies(
     if users.is_empty() {
         return;
     }
-    let parsed = message::split(data);
-    let skip = message_skip(&parsed, &env.mail_from);
-    let direct = message::direct_recipients(data);
     let extra: Vec<String> = if users.len() == 1 {
         vec![rcpt_address.to_string()]
     } else {
         Vec::new()
     };
+    // The rules first: nearly every delivery reaches no auto-reply, and
+    // then the message is not parsed at all.
+    let mut rules = Vec::new();
     for user in users {
         done.push(user.clone());
-        let rule = match dir.active_autoreply(user, now) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
+        match dir.active_autoreply(user, now) {
+            Ok(Some(r)) => rules.push((user, r)),
+            Ok(None) => {}
             Err(e) => {
                 error!(queue_id = %env.id, user = %user, error = %e, "cannot read the auto-reply");
-                continue;
             }
-        };
+        }
+    }
+    if rules.is_empty() {
+        return;
+    }
+    let parsed = message::split(data);
+    let skip = message_skip(&parsed, &env.mail_from);
+    let direct = message::direct_recipients(data);
+    for (user, rule) in rules {
         if let Some(s) = &skip {
             info!(queue_id = %env.id, user = %user, sender = %env.mail_from, reason = s.as_str(), "no auto-reply");
             continue;
