@@ -147,9 +147,10 @@ impl Default for Delivery {
             tls_required_domains: Vec::new(),
             tls_ca_file: None,
             remote_port: 25,
-            retry_intervals: ["1m", "5m", "15m", "1h", "4h"]
-                .iter()
-                .map(|s| s.parse().expect("built-in default"))
+            // 1m, 5m, 15m, 1h, 4h.
+            retry_intervals: [60, 300, 900, 3600, 4 * 3600]
+                .into_iter()
+                .map(HumanDuration::secs)
                 .collect(),
             give_up_after: HumanDuration::secs(5 * 86400),
             delay_warning_after: HumanDuration::secs(4 * 3600),
