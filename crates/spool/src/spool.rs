@@ -3,10 +3,11 @@
 
 use crate::committer::{Committer, GroupSync, Job, SyncDir};
 use crate::format::{self, DecodeError, MAX_ENVELOPE_LEN};
-use crate::fsio::{self, write_new_synced};
+use crate::fsio;
 use crate::layout::{self, Layout};
 use crate::recovery::{self, CleanupReport};
 use crate::{Envelope, NewMessage, QueueId, SpoolError};
+use postamt_fsutil::{create_new, write_all_parts, write_new_synced};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -423,7 +424,7 @@ impl Inner {
                 }
             }
         }
-        fsio::create_new(tmp).map(|f| (f, 0))
+        create_new(tmp).map(|f| (f, 0))
     }
 
     /// `Spool::load`: the state file if any, then the queue file in one read.
@@ -514,7 +515,7 @@ impl Inner {
         // allocated again: less journal work), then cut to its new length.
         // A crash can leave old and new bytes mixed; the CRC and the id in
         // the header tell such a file apart, and it was never acknowledged.
-        let written = fsio::write_all_parts(&mut file, &[&header, data])
+        let written = write_all_parts(&mut file, &[&header, data])
             .and_then(|()| {
                 if old_len > new_len {
                     file.set_len(new_len)

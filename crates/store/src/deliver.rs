@@ -15,9 +15,7 @@
 
 use crate::fsio::sync_dir_shared;
 use crate::name::{NameParts, unique_name};
-use std::fs::OpenOptions;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,7 +52,7 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
         });
         let tmp = tmp_dir.join(&name);
         let new = new_dir.join(&name);
-        match write_synced(&tmp, data) {
+        match postamt_fsutil::write_new_synced(&tmp, &[data]) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 last_clash = Some(e);
@@ -82,21 +80,6 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
         return Ok(name);
     }
     Err(last_clash.unwrap_or_else(|| io::Error::other("no unique maildir name")))
-}
-
-/// Creates `path`, writes `data` and fdatasyncs it; on failure nothing
-/// is left.
-fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    let result = file.write_all(data).and_then(|()| file.sync_data());
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    result
 }
 
 #[cfg(test)]
