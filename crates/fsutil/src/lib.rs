@@ -13,9 +13,15 @@
 //! Maildir delivery fdatasyncs the file before the rename instead (a
 //! Maildir file has no checksum to catch a crash between the two).
 
-use std::fs::{File, OpenOptions};
+mod group;
+mod journal;
+
+pub use group::{GroupSync, sync_dir_shared};
+pub use journal::journal_orders_writes;
+
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Creates `path` (a new file, never an existing one) with mode 0600, writes
@@ -24,6 +30,22 @@ use std::path::Path;
 /// existing file is never touched.
 pub fn write_new_synced(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     write_synced(create_new(path)?, path, parts)
+}
+
+/// fsyncs a directory, making the entries created, renamed or removed in
+/// it durable.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// Creates directory `path` with mode 0700 unless it is already a
+/// directory; returns whether it was created.
+pub fn ensure_dir(path: &Path) -> io::Result<bool> {
+    match DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates `path` (a new file, never an existing one) with mode 0600.
@@ -150,6 +172,20 @@ fn renameat2_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn ensure_dir_reports_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d");
+        assert!(ensure_dir(&p).unwrap());
+        assert!(!ensure_dir(&p).unwrap());
+        sync_dir(&p).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        assert!(ensure_dir(&dir.path().join("file")).is_err());
+        assert!(sync_dir(&dir.path().join("missing")).is_err());
+    }
 
     #[test]
     fn writes_new_file_and_refuses_existing() {

@@ -1,36 +1,27 @@
-//! Group commit of the spool's directory fsyncs.
+//! The spool's lazy directory fsyncs.
 //!
-//! `GroupSync` serves the writers that wait (a new message's queue entry):
-//! a writer writes its file and renames it into `queue/`, then calls
-//! `GroupSync::sync` (and fsyncs the file after it, see `Spool::store`). The first caller runs the
-//! directory fsync on its own thread (no hand-off to another thread, so a
-//! lone writer pays no wake-up); callers arriving while it runs wait, and
-//! the next fsync, run by one of them, covers them all. Under load one
-//! directory fsync serves many messages.
-//!
-//! The `Committer` thread serves the jobs nobody waits for ("lazy" jobs,
+//! (The writers that wait, a new message's queue entry, share their
+//! fsyncs of `queue/` through `postamt_fsutil::GroupSync`, see
+//! `Spool::store`.) The `Committer` thread serves the jobs nobody waits for ("lazy" jobs,
 //! from `update` and `remove`): they only mark their directory dirty, and
 //! it is fsynced [`LAZY_DELAY`] after its first lazy job at the latest (and
 //! when the spool closes), together with every later job of the same
 //! directory. Losing such a change in a power cut only means an older
 //! envelope (a repeated delivery), never a lost message.
 
-use crate::fsio::clone_error;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Most lazy jobs taken in one go.
 const MAX_BATCH: usize = 4096;
 /// The longest a lazy job's directory stays without an fsync.
 pub const LAZY_DELAY: Duration = Duration::from_millis(500);
-/// Failed rounds remembered for late waiters.
-const FAILURES_KEPT: usize = 64;
 
 /// Which spool directory a job needs fsynced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -154,114 +145,11 @@ fn sync_lazy(dirty: &mut BTreeSet<SyncDir>, sync: &dyn Fn(SyncDir) -> io::Result
     }
 }
 
-/// One directory's group commit for waiting writers (see the module doc).
-pub struct GroupSync {
-    sync: Box<dyn Fn() -> io::Result<()> + Send + Sync>,
-    state: Mutex<RoundState>,
-    done: Condvar,
-}
-
-#[derive(Default)]
-struct RoundState {
-    /// Tickets handed out (one per caller).
-    issued: u64,
-    /// Every ticket up to here is covered by a finished fsync.
-    synced: u64,
-    /// An fsync is running.
-    running: bool,
-    /// Failed rounds: tickets in `(from, to]`, and the error.
-    failures: VecDeque<(u64, u64, io::Error)>,
-    /// Failures older than the kept ones covered tickets up to here.
-    forgotten_upto: u64,
-    /// fsyncs run.
-    rounds: u64,
-}
-
-impl GroupSync {
-    /// Group commit of the fsyncs of the directory `dir` (opened once).
-    pub fn open(dir: &std::path::Path) -> io::Result<GroupSync> {
-        let file = File::open(dir)?;
-        Ok(GroupSync::with(Box::new(move || file.sync_all())))
-    }
-
-    /// Group commit over any fsync (tests inject failures).
-    pub fn with(sync: Box<dyn Fn() -> io::Result<()> + Send + Sync>) -> GroupSync {
-        GroupSync {
-            sync,
-            state: Mutex::new(RoundState::default()),
-            done: Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, RoundState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Returns once an fsync that started after this call has finished:
-    /// the caller's earlier change to the directory is durable on `Ok`.
-    pub fn sync(&self) -> io::Result<()> {
-        let mut st = self.lock();
-        st.issued += 1;
-        let ticket = st.issued;
-        loop {
-            if st.synced >= ticket {
-                return st.result_of(ticket);
-            }
-            if st.running {
-                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            st.running = true;
-            let (from, upto) = (st.synced, st.issued);
-            drop(st);
-            let result = (self.sync)();
-            st = self.lock();
-            st.running = false;
-            st.rounds += 1;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "spool directory fsync failed");
-                st.failures.push_back((from, upto, e));
-                while st.failures.len() > FAILURES_KEPT {
-                    if let Some((_, to, _)) = st.failures.pop_front() {
-                        st.forgotten_upto = st.forgotten_upto.max(to);
-                    }
-                }
-            }
-            st.synced = upto;
-            self.done.notify_all();
-        }
-    }
-
-    /// fsyncs run so far.
-    #[cfg(test)]
-    fn rounds(&self) -> u64 {
-        self.lock().rounds
-    }
-}
-
-impl RoundState {
-    /// The outcome of the fsync that covered `ticket`.
-    fn result_of(&self, ticket: u64) -> io::Result<()> {
-        if let Some((_, _, e)) = self
-            .failures
-            .iter()
-            .find(|(from, to, _)| *from < ticket && ticket <= *to)
-        {
-            return Err(clone_error(e));
-        }
-        if ticket <= self.forgotten_upto {
-            // Too many failed rounds since: whether ours failed is unknown.
-            return Err(io::Error::other("directory fsync outcome unknown"));
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
 
     /// Runs the loop over `jobs` (then a closed channel) and returns the
     /// directories fsynced, in order.
@@ -344,91 +232,5 @@ mod tests {
             assert!(Instant::now() < deadline, "the committer never synced");
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-
-    #[test]
-    fn a_round_covers_every_ticket_issued_before_it_started() {
-        let g = GroupSync::with(Box::new(|| Ok(())));
-        // Three callers registered while a round was running...
-        g.lock().issued = 3;
-        // ...the next caller's round covers all four at once.
-        g.sync().unwrap();
-        let st = g.lock();
-        assert_eq!((st.synced, st.rounds), (4, 1));
-        for t in 1..=4 {
-            assert!(st.result_of(t).is_ok());
-        }
-    }
-
-    #[test]
-    fn a_failed_round_fails_exactly_its_tickets() {
-        let fail = Arc::new(AtomicBool::new(true));
-        let g = {
-            let fail = Arc::clone(&fail);
-            GroupSync::with(Box::new(move || {
-                if fail.load(Ordering::SeqCst) {
-                    Err(io::Error::other("disk on fire"))
-                } else {
-                    Ok(())
-                }
-            }))
-        };
-        g.lock().issued = 2;
-        let e = g.sync().unwrap_err();
-        assert!(e.to_string().contains("disk on fire"));
-        fail.store(false, Ordering::SeqCst);
-        g.sync().unwrap();
-        let st = g.lock();
-        for t in 1..=3 {
-            assert!(
-                st.result_of(t).is_err(),
-                "ticket {t} was in the failed round"
-            );
-        }
-        assert!(st.result_of(4).is_ok());
-    }
-
-    #[test]
-    fn callers_waiting_behind_a_running_fsync_share_the_next_one() {
-        let gate = Arc::new(AtomicBool::new(false));
-        let calls = Arc::new(AtomicUsize::new(0));
-        let g = {
-            let (gate, calls) = (Arc::clone(&gate), Arc::clone(&calls));
-            Arc::new(GroupSync::with(Box::new(move || {
-                calls.fetch_add(1, Ordering::SeqCst);
-                // The first fsync "takes long": until every caller waits.
-                for _ in 0..10_000 {
-                    if gate.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Ok(())
-            })))
-        };
-        let threads = 12;
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let g = Arc::clone(&g);
-                std::thread::spawn(move || g.sync())
-            })
-            .collect();
-        for _ in 0..10_000 {
-            if g.lock().issued == threads as u64 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(g.lock().issued, threads as u64, "every caller registered");
-        gate.store(true, Ordering::SeqCst);
-        for h in handles {
-            h.join().unwrap().unwrap();
-        }
-        let rounds = calls.load(Ordering::SeqCst);
-        assert_eq!(rounds as u64, g.rounds());
-        assert!(
-            rounds <= 2,
-            "the running fsync, then one for everybody who waited: {rounds}"
-        );
     }
 }

@@ -61,7 +61,6 @@ mod committer;
 mod envelope;
 mod error;
 mod format;
-mod fsio;
 mod id;
 mod layout;
 pub mod marks;

@@ -1,12 +1,12 @@
 //! `Spool`: the queue operations (enqueue with group commit, list, get,
 //! read, update, remove) over the files described in the crate docs.
 
-use crate::committer::{Committer, GroupSync, Job, SyncDir};
+use crate::committer::{Committer, Job, SyncDir};
 use crate::format::{self, DecodeError, MAX_ENVELOPE_LEN};
-use crate::fsio;
 use crate::layout::{self, Layout};
 use crate::recovery::{self, CleanupReport};
 use crate::{Envelope, NewMessage, QueueId, SpoolError};
+use postamt_fsutil::GroupSync;
 use postamt_fsutil::{create_new, write_all_parts, write_new_synced};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -71,6 +71,10 @@ struct Inner {
     committer: Committer,
     /// The `queue/` fsyncs new messages wait for.
     queue_sync: GroupSync,
+    /// `queue/`'s file system commits renames after data written out
+    /// (`postamt_fsutil::journal_orders_writes`): its fsync alone makes a
+    /// new queue file durable.
+    journalled: bool,
     /// Where new messages are announced once durable.
     arrivals: UnboundedSender<QueueId>,
     /// Files in `free/` this process may reuse (see `recycle`).
@@ -85,10 +89,10 @@ impl Spool {
         std::fs::create_dir_all(&layout.root)?;
         let mut created = false;
         for d in [&layout.tmp, &layout.queue, &layout.state, &layout.free] {
-            created |= fsio::ensure_dir(d)?;
+            created |= postamt_fsutil::ensure_dir(d)?;
         }
         if created {
-            fsio::sync_dir(&layout.root)?;
+            postamt_fsutil::sync_dir(&layout.root)?;
         }
         let report = recovery::cleanup(&layout, std::time::SystemTime::now())?;
         if report != CleanupReport::default() {
@@ -102,12 +106,14 @@ impl Spool {
         let (tx, rx) = unbounded_channel();
         let committer = Committer::start(layout.queue.clone(), layout.state.clone())?;
         let queue_sync = GroupSync::open(&layout.queue)?;
+        let journalled = postamt_fsutil::journal_orders_writes(&layout.queue);
         let free = recovery::adopt_free(&layout.free, MAX_FREE)?;
         Ok(Spool {
             inner: Arc::new(Inner {
                 layout,
                 committer,
                 queue_sync,
+                journalled,
                 arrivals: tx,
                 free: Mutex::new(free),
             }),
@@ -494,15 +500,19 @@ impl Inner {
     /// 3. fsync `queue/`, shared with every writer in flight (group
     ///    commit): on a journalling file system this one commit carries the
     ///    new entries, the files' inodes and their block allocations;
-    /// 4. fsync the file: its data was written out before the link, so
-    ///    this finds nothing left to commit and costs one cache flush.
+    /// 4. only where the file system does not journal its metadata after
+    ///    data written out (ext2, ext4 without a journal, btrfs...): fsync
+    ///    the file (its data was written out before the rename, so this
+    ///    costs one cache flush). With such a journal (ext3/ext4, XFS), 3
+    ///    made it durable already: the commit that carried the rename came
+    ///    after the file's blocks and size, and flushed the device cache
+    ///    after its data reached the device.
     ///
     /// One journal commit per group of messages instead of two per
-    /// message (file, then directory); see `postamt_fsutil`. A crash
-    /// between 2 and 4 can leave
-    /// an entry whose blocks never reached the disk; the header's CRC
-    /// tells such a file from a good one (and nobody was told it was
-    /// stored). If an fsync fails, the entry is withdrawn: the client gets
+    /// message (file, then directory); see `postamt_fsutil`. Without a
+    /// journal, a crash between 2 and 4 can leave an entry whose blocks
+    /// never reached the disk; the header's CRC tells such a file from a
+    /// good one (and nobody was told it was stored). If an fsync fails, the entry is withdrawn: the client gets
     /// an error and sends the message again, so it must not be delivered
     /// from here too.
     fn store(&self, env: &Envelope, data: &[u8]) -> Result<(), SpoolError> {
@@ -531,7 +541,15 @@ impl Inner {
             let _ = std::fs::remove_file(&tmp);
             return Err(e.into());
         }
-        if let Err(e) = self.queue_sync.sync().and_then(|()| file.sync_all()) {
+        let durable = self.queue_sync.sync().and_then(|()| {
+            if self.journalled {
+                Ok(())
+            } else {
+                file.sync_all()
+            }
+        });
+        if let Err(e) = durable {
+            tracing::error!(queue_id = %env.id, error = %e, "queue entry not made durable (fsync failed)");
             if let Err(e) = std::fs::remove_file(&queue) {
                 tracing::warn!(queue_id = %env.id, error = %e, "could not withdraw unacknowledged message");
             }

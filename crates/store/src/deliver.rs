@@ -1,17 +1,21 @@
-//! Delivery into a Maildir: write `tmp/<unique>` and fdatasync it, rename
-//! it to `new/<unique>` (never replacing a file, `postamt_fsutil`), fsync
-//! `new/`. A reader never sees a partial message: it appears in `new/`
-//! complete or not at all, and its data is durable before its name
-//! appears, on any file system (a crash can never leave an empty or
-//! half-written file in `new/`). The fsync of `new/` is shared by the
-//! deliveries to the same mailbox that run at the same time (group
-//! commit, `fsio::sync_dir_shared`). Delivery is reported only after it; a
-//! message a crash took back before that is still in the spool and is
-//! delivered again.
+//! Delivery into a Maildir: write `tmp/<unique>`, make its data durable
+//! or at least written, rename it to `new/<unique>` (never replacing a
+//! file, `postamt_fsutil`), fsync `new/`. A reader never sees a partial
+//! message: it appears in `new/` complete or not at all. The fsync of
+//! `new/` is shared by the deliveries to the same mailbox that run at the
+//! same time (group commit, `postamt_fsutil::sync_dir_shared`). Delivery
+//! is reported only after it; a message a crash took back before that is
+//! still in the spool and is delivered again.
 //!
-//! (The spool links before its file fsync to save a journal commit on the
-//! path to `250`; it can, because a queue file carries a CRC. A Maildir
-//! file cannot, and Maildir delivery is not on that path.)
+//! Two orders, chosen per file system (`postamt_fsutil::journal_orders_writes`):
+//! - ext3/ext4 with a journal, XFS: the file is written out and waited
+//!   for (no journal commit), renamed, and `new/`'s fsync is the one
+//!   commit that makes file and name durable together (the journal
+//!   commits the rename after the file's blocks, and flushes the device
+//!   cache after the data reached it).
+//! - anything else: the file is fdatasynced before the rename, so a crash
+//!   can never leave an empty or half-written file in `new/` (a Maildir
+//!   file has no checksum to catch one, unlike a queue file).
 
 use crate::fsio::sync_dir_shared;
 use crate::name::{NameParts, unique_name};
@@ -34,6 +38,20 @@ fn pid() -> u32 {
 /// Writes `data` into the Maildir at `root` (which must have `tmp/` and
 /// `new/`); returns the unique name under `new/`.
 pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io::Result<String> {
+    let journalled = postamt_fsutil::journal_orders_writes(&root.join("new"));
+    deliver_in_order(root, data, queue_id, host, journalled)
+}
+
+/// `deliver_into` with the order chosen by the caller: `journalled` writes
+/// the file out and lets `new/`'s fsync make it durable, otherwise the
+/// file is fdatasynced before its rename (see the module doc).
+fn deliver_in_order(
+    root: &Path,
+    data: &[u8],
+    queue_id: &str,
+    host: &str,
+    journalled: bool,
+) -> io::Result<String> {
     let tmp_dir = root.join("tmp");
     let new_dir = root.join("new");
     let mut last_clash = None;
@@ -52,13 +70,25 @@ pub fn deliver_into(root: &Path, data: &[u8], queue_id: &str, host: &str) -> io:
         });
         let tmp = tmp_dir.join(&name);
         let new = new_dir.join(&name);
-        match postamt_fsutil::write_new_synced(&tmp, &[data]) {
-            Ok(()) => {}
+        let mut file = match postamt_fsutil::create_new(&tmp) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 last_clash = Some(e);
                 continue;
             }
             Err(e) => return Err(e),
+        };
+        let written = postamt_fsutil::write_all_parts(&mut file, &[data]).and_then(|()| {
+            if journalled {
+                postamt_fsutil::write_out(&file)
+            } else {
+                file.sync_data()
+            }
+        });
+        drop(file);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
         match postamt_fsutil::rename_noreplace(&tmp, &new) {
             Ok(()) => {}
@@ -88,11 +118,17 @@ mod tests {
 
     #[test]
     fn delivers_complete_file_to_new_only() {
+        for journalled in [false, true] {
+            delivers_in_order(journalled);
+        }
+    }
+
+    fn delivers_in_order(journalled: bool) {
         let dir = tempfile::tempdir().unwrap();
         crate::fsio::create_maildir(dir.path()).unwrap();
         let data = b"From: a\r\n\r\n\0\r\n.\r\nend";
-        let name =
-            deliver_into(dir.path(), data, "0193f1c2a4b57c3d8e9f0a1b2c3d4e5f", "mx").unwrap();
+        let qid = "0193f1c2a4b57c3d8e9f0a1b2c3d4e5f";
+        let name = deliver_in_order(dir.path(), data, qid, "mx", journalled).unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("new").join(&name)).unwrap(),
             data
@@ -106,19 +142,20 @@ mod tests {
             0
         );
         assert!(name.ends_with(&format!(",S={}", data.len())));
-        let other =
-            deliver_into(dir.path(), data, "0193f1c2a4b57c3d8e9f0a1b2c3d4e5f", "mx").unwrap();
+        let other = deliver_into(dir.path(), data, qid, "mx").unwrap();
         assert_ne!(name, other);
     }
 
     #[test]
     fn missing_new_dir_is_an_error_and_leaves_no_tmp() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tmp")).unwrap();
-        assert!(deliver_into(dir.path(), b"x", "q", "h").is_err());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0
-        );
+        for journalled in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("tmp")).unwrap();
+            assert!(deliver_in_order(dir.path(), b"x", "q", "h", journalled).is_err());
+            assert_eq!(
+                std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+                0
+            );
+        }
     }
 }
