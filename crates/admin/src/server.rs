@@ -1,5 +1,6 @@
 //! The admin listener's connection loop: HTTP/1.1 (hyper) over plain TCP
-//! on loopback or over TLS with the shared certificates; a cap on open
+//! on loopback (elsewhere only with `[admin] allow_plaintext_http`) or over
+//! TLS with the shared certificates; a cap on open
 //! connections, a TLS handshake timeout and a header read timeout; each
 //! request carries the client's address; on shutdown, open connections
 //! finish their current request and close.
@@ -34,7 +35,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(300);
 pub enum StartError {
     #[error(
         "the admin listener {0} is not on loopback and no [tls] certificate is configured: \
-         refusing to serve passwords over plain HTTP; set [tls] cert/key or listen on 127.0.0.1"
+         refusing to serve passwords over plain HTTP; set [tls] cert/key, listen on 127.0.0.1, \
+         or (behind a TLS proxy on a trusted network) set [admin] allow_plaintext_http = true"
     )]
     PlainHttpOutsideLoopback(SocketAddr),
     #[error("cannot open the directory or spool: {0}")]
@@ -43,9 +45,11 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Whether plain HTTP may be served on `addr`.
-pub fn plain_http_allowed(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
+/// Whether plain HTTP may be served on `addr`: on loopback always (an
+/// IPv4-mapped loopback address counts), elsewhere only when the admin
+/// opted in with `[admin] allow_plaintext_http`.
+pub fn plain_http_allowed(addr: &SocketAddr, allow_plaintext_http: bool) -> bool {
+    allow_plaintext_http || addr.ip().to_canonical().is_loopback()
 }
 
 pub async fn run(
@@ -58,8 +62,17 @@ pub async fn run(
         .tls
         .as_ref()
         .map(|t| t.acceptor_with_alpn(&[b"http/1.1"]));
-    if acceptor.is_none() && !plain_http_allowed(&local) {
-        return Err(StartError::PlainHttpOutsideLoopback(local));
+    if acceptor.is_none() {
+        if !plain_http_allowed(&local, ctx.config.admin.allow_plaintext_http) {
+            return Err(StartError::PlainHttpOutsideLoopback(local));
+        }
+        if !local.ip().to_canonical().is_loopback() {
+            tracing::warn!(
+                addr = %local,
+                "the admin listener serves plain HTTP outside loopback ([admin] allow_plaintext_http): \
+                 passwords and session cookies cross the network in clear unless a TLS proxy is in front"
+            );
+        }
     }
     let state = AppState::new(Arc::clone(&ctx), acceptor.is_some())?;
     let app = router(state.clone());
@@ -180,9 +193,33 @@ mod tests {
 
     #[test]
     fn plain_http_only_on_loopback() {
-        assert!(plain_http_allowed(&"127.0.0.1:8080".parse().unwrap()));
-        assert!(plain_http_allowed(&"[::1]:8080".parse().unwrap()));
-        assert!(!plain_http_allowed(&"0.0.0.0:8080".parse().unwrap()));
-        assert!(!plain_http_allowed(&"192.0.2.1:8080".parse().unwrap()));
+        for a in [
+            "127.0.0.1:8080",
+            "127.0.0.2:8080",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
+            assert!(plain_http_allowed(&a.parse().unwrap(), false), "{a}");
+        }
+        for a in [
+            "0.0.0.0:8080",
+            "192.0.2.1:8080",
+            "[::]:8080",
+            "[2001:db8::1]:8080",
+        ] {
+            assert!(!plain_http_allowed(&a.parse().unwrap(), false), "{a}");
+        }
+    }
+
+    #[test]
+    fn plain_http_elsewhere_only_when_allowed() {
+        for a in [
+            "0.0.0.0:8080",
+            "192.0.2.1:8080",
+            "[::]:8080",
+            "127.0.0.1:8080",
+        ] {
+            assert!(plain_http_allowed(&a.parse().unwrap(), true), "{a}");
+        }
     }
 }

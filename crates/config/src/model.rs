@@ -36,6 +36,7 @@ pub struct Config {
     pub tls: Tls,
     pub dkim: Dkim,
     pub sender_auth: SenderAuth,
+    pub admin: WebAdmin,
     /// The file this configuration was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -61,6 +62,7 @@ impl Default for Config {
             tls: Tls::default(),
             dkim: Dkim::default(),
             sender_auth: SenderAuth::default(),
+            admin: WebAdmin::default(),
             source: None,
         }
     }
@@ -312,6 +314,17 @@ impl Default for SenderAuth {
             dmarc: DmarcAction::Honor,
         }
     }
+}
+
+/// `[admin]`: the web admin on the `admin` listener.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebAdmin {
+    /// Serve plain HTTP on a non-loopback `listen.admin` address when no
+    /// `[tls]` certificate is configured (e.g. behind a TLS-terminating
+    /// proxy on a private network). Off by default: passwords and session
+    /// cookies would cross the network in clear.
+    pub allow_plaintext_http: bool,
 }
 
 /// `[submission]`: the mail submission ports (587, 465).

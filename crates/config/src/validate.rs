@@ -49,8 +49,8 @@ pub(crate) fn validate(c: &Config) -> Result<(), (String, String)> {
         }
     }
     // The web admin carries passwords and session cookies: plain HTTP
-    // only where nothing leaves the machine.
-    if c.tls.cert.is_none() {
+    // only where nothing leaves the machine, unless the admin opts in.
+    if c.tls.cert.is_none() && !c.admin.allow_plaintext_http {
         for (i, a) in c.listen.admin.iter().enumerate() {
             if let Ok(addr) = a.parse::<SocketAddr>()
                 && !addr.ip().to_canonical().is_loopback()
@@ -60,7 +60,8 @@ pub(crate) fn validate(c: &Config) -> Result<(), (String, String)> {
                     format!(
                         "`{a}` is not a loopback address, and without [tls] cert/key the web admin \
                          would serve passwords over plain HTTP; set [tls] cert and key (HTTPS), or \
-                         listen on 127.0.0.1"
+                         listen on 127.0.0.1 (or, behind a TLS proxy on a trusted network, set \
+                         [admin] allow_plaintext_http = true)"
                     ),
                 ));
             }
@@ -267,6 +268,26 @@ key = "/etc/postamt/key.pem"
         let tls =
             "[listen]\nadmin = [\"0.0.0.0:8080\"]\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
         assert!(parse(tls, Path::new("/etc/postamt.toml")).is_ok());
+    }
+
+    #[test]
+    fn admin_plaintext_http_off_loopback_is_an_explicit_opt_in() {
+        let c = parse("data_dir = \"/d\"\n", Path::new("x.toml")).unwrap();
+        assert!(!c.admin.allow_plaintext_http, "off by default");
+        let e =
+            err("[listen]\nadmin = [\"192.0.2.1:8080\"]\n[admin]\nallow_plaintext_http = false\n");
+        assert!(e.contains("key `listen.admin[0]`"), "{e}");
+        assert!(
+            e.contains("allow_plaintext_http"),
+            "the error names the opt-in: {e}"
+        );
+        let ok = "[listen]\nadmin = [\"0.0.0.0:8080\", \"[::]:8081\"]\n[admin]\nallow_plaintext_http = true\n";
+        let c = parse(ok, Path::new("/etc/postamt.toml")).unwrap();
+        assert!(c.admin.allow_plaintext_http);
+        let e = err("[admin]\nallow_plaintext_http = \"yes\"\n");
+        assert!(e.contains("key `admin.allow_plaintext_http`"), "{e}");
+        let e = err("[admin]\nallow_plaintext = true\n");
+        assert!(e.contains("key `admin.allow_plaintext`"), "{e}");
     }
 
     #[test]
