@@ -328,13 +328,11 @@ pub struct CertView {
     pub file: Option<String>,
 }
 
-/// The certificates the TLS provider serves (none without `[tls]`).
+/// The certificates the server serves: the configured ones, or the
+/// self-signed one the mail listeners use without `[tls]`.
 pub fn certificates(st: &AppState) -> Vec<CertView> {
-    let Some(tls) = &st.ctx().tls else {
-        return Vec::new();
-    };
     let now = Utc::now().timestamp();
-    tls.certificate_info()
+    st.served_certificates()
         .into_iter()
         .map(|c| CertView {
             expires_in: c.not_after.saturating_sub(now),

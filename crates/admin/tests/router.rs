@@ -1190,3 +1190,56 @@ fn config_fixture_is_valid() {
     std::fs::write(&p, CONFIG.replace("DATA", "/tmp/x")).unwrap();
     assert!(postamt_config::load(Path::new(&p)).is_ok());
 }
+
+#[tokio::test]
+async fn tls_shows_the_self_signed_certificate_of_the_mail_services() {
+    let env = setup();
+    let boss = basic("boss", "boss-pw");
+    // No certificate made yet (the mail services make it at their start).
+    let r = api(&env.app, Method::GET, "/api/v1/tls", Some(&boss), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json(), json!([]));
+    let b = login(&env.app, "boss", "boss-pw").await;
+    let html = b.get(&env.app, "/tls").await.body;
+    assert!(html.contains("No certificate is loaded yet"), "{html}");
+
+    // The files the mail services write without [tls]: described.
+    let t = postamt_net::tls::testing::self_signed("mx.example.org");
+    let tls_dir = env.dir.join("data").join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let cert_file = tls_dir.join(postamt_net::tls::SELF_SIGNED_CERT_FILE);
+    std::fs::write(&cert_file, &t.ca_pem).unwrap();
+    std::fs::write(
+        tls_dir.join(postamt_net::tls::SELF_SIGNED_KEY_FILE),
+        &t.key_pem,
+    )
+    .unwrap();
+    let r = api(&env.app, Method::GET, "/api/v1/tls", Some(&boss), None).await;
+    let certs = r.json();
+    let certs = certs.as_array().unwrap();
+    assert_eq!(certs.len(), 1, "{certs:?}");
+    let c = &certs[0];
+    assert!(
+        c["subject"].as_str().unwrap().contains("CN=mx.example.org"),
+        "{c}"
+    );
+    assert_eq!(c["subject"], c["issuer"]);
+    assert_eq!(c["self_signed"], json!(true));
+    assert_eq!(c["fingerprint"], json!(t.fingerprint_sha256));
+    assert_eq!(c["file"], json!(cert_file.display().to_string()));
+    assert!(c["expires_in"].as_i64().unwrap() > 86_400, "{c}");
+    let html = b.get(&env.app, "/tls").await.body;
+    assert!(html.contains(&t.fingerprint_sha256), "{html}");
+    assert!(html.contains("The mail services"), "{html}");
+
+    // A new certificate in the file is shown at once.
+    let t2 = postamt_net::tls::testing::self_signed("mx.example.org");
+    std::fs::write(&cert_file, &t2.ca_pem).unwrap();
+    std::fs::write(
+        tls_dir.join(postamt_net::tls::SELF_SIGNED_KEY_FILE),
+        &t2.key_pem,
+    )
+    .unwrap();
+    let r = api(&env.app, Method::GET, "/api/v1/tls", Some(&boss), None).await;
+    assert_eq!(r.json()[0]["fingerprint"], json!(t2.fingerprint_sha256));
+}

@@ -276,6 +276,6 @@ async fn tls(State(st): State<AppState>, UiAdmin(c): UiAdmin) -> Response {
         "tls.html",
         "TLS certificates",
         "tls",
-        json!({ "certs": certs }),
+        json!({ "certs": certs, "https": st.inner.secure }),
     )
 }
