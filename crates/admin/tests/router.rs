@@ -1243,3 +1243,87 @@ async fn tls_shows_the_self_signed_certificate_of_the_mail_services() {
     let r = api(&env.app, Method::GET, "/api/v1/tls", Some(&boss), None).await;
     assert_eq!(r.json()[0]["fingerprint"], json!(t2.fingerprint_sha256));
 }
+
+#[tokio::test]
+async fn query_strings_queue_ids_and_settings_errors_name_the_field() {
+    let env = setup();
+    let boss = basic("boss", "boss-pw");
+    for (method, uri, field) in [
+        (
+            Method::POST,
+            "/api/v1/dkim/example.org?force=maybe",
+            "force",
+        ),
+        (Method::POST, "/api/v1/dkim/example.org?forse=true", "forse"),
+        (Method::GET, "/api/v1/logs?limit=many", "limit"),
+        (Method::GET, "/api/v1/logs?since=yesterday", "since"),
+        (Method::POST, "/api/v1/queue/not-a-queue-id/hold", "id"),
+        (Method::POST, "/api/v1/queue/not-a-queue-id/bounce", "id"),
+        (Method::DELETE, "/api/v1/queue/not-a-queue-id", "id"),
+        (Method::GET, "/api/v1/queue/not-a-queue-id", "id"),
+    ] {
+        let r = api(&env.app, method.clone(), uri, Some(&boss), None).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {uri}: {}",
+            r.body
+        );
+        let j = r.json();
+        assert_eq!(j["field"], json!(field), "{method} {uri}: {j}");
+        assert!(
+            j["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field}: ")),
+            "{method} {uri}: {j}"
+        );
+    }
+    assert!(
+        !env.dir.join("data").join("dkim").exists() || {
+            std::fs::read_dir(env.dir.join("data").join("dkim"))
+                .unwrap()
+                .next()
+                .is_none()
+        }
+    );
+    // A well-formed id that is not queued is a 404.
+    let r = api(
+        &env.app,
+        Method::POST,
+        "/api/v1/queue/0123456789abcdef0123456789abcdef/hold",
+        Some(&boss),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
+    // Settings refused by the config loader name the settings field.
+    let before = std::fs::read(env.dir.join("postamt.toml")).unwrap();
+    for (patch, field) in [
+        (json!({"log_level": "loud"}), "log_level"),
+        (json!({"domains": ["ok.example", "bad domain"]}), "domains"),
+        (
+            json!({"smarthost": "relay.example:25", "log_level": "loud"}),
+            "log_level",
+        ),
+        (json!({"hostname": "bad host!"}), "hostname"),
+    ] {
+        let r = api(
+            &env.app,
+            Method::PUT,
+            "/api/v1/settings",
+            Some(&boss),
+            Some(patch.clone()),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{patch}: {}", r.body);
+        assert_eq!(r.json()["field"], json!(field), "{patch}: {}", r.body);
+        assert_eq!(
+            std::fs::read(env.dir.join("postamt.toml")).unwrap(),
+            before,
+            "{patch}: the file changed"
+        );
+    }
+    assert_eq!(env.reloads.load(Ordering::SeqCst), 0);
+}

@@ -2,13 +2,13 @@
 //! and mailbox size), their auto-reply and forward, aliases with the
 //! address tester, lists with members and the moderation queue.
 
-use super::JsonBody;
+use super::{JsonBody, QueryParams};
 use crate::actions;
 use crate::authn::ApiAdmin;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{AliasView, AutoreplyView, ForwardView, ListView, MemberView, UserView};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -363,7 +363,7 @@ pub struct TestQuery {
 async fn test_address(
     State(st): State<AppState>,
     _: ApiAdmin,
-    Query(q): Query<TestQuery>,
+    QueryParams(q): QueryParams<TestQuery>,
 ) -> ApiResult<AddressTest> {
     st.blocking(move |a| Ok(a.test_address(&q.address)?))
         .await

@@ -16,7 +16,8 @@ pub use system::LogParams;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 pub fn routes() -> Router<AppState> {
@@ -40,10 +41,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Turns axum's JSON rejection text into an error naming the field.
+/// A query string whose errors are answered as 400 naming the parameter
+/// (axum's own `Query` answers plain text).
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
+            Err(rej) => Err(json_error(&rej.body_text(), rej.status())),
+        }
+    }
+}
+
+/// Turns axum's JSON or query string rejection text into an error naming
+/// the field.
 fn json_error(text: &str, status: axum::http::StatusCode) -> ApiError {
     let detail = text
         .split_once("target type: ")
+        .or_else(|| text.split_once("Failed to deserialize query string: "))
         .map(|(_, d)| d)
         .unwrap_or(text);
     let field = if let Some(rest) = detail.split_once("missing field `") {
@@ -106,5 +123,16 @@ mod tests {
             StatusCode::BAD_REQUEST,
         );
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let e = json_error(
+            "Failed to deserialize query string: force: provided string was not `true` or `false`",
+            StatusCode::BAD_REQUEST,
+        );
+        assert_eq!(e.field.as_deref(), Some("force"));
+        assert!(e.message.starts_with("force: "), "{}", e.message);
+        let e = json_error(
+            "Failed to deserialize query string: unknown field `forc`, expected `force`",
+            StatusCode::BAD_REQUEST,
+        );
+        assert_eq!(e.field.as_deref(), Some("forc"));
     }
 }

@@ -3,13 +3,13 @@
 //! TOML file and applied), the log viewer, message trace, dashboard, DNS
 //! records with DKIM key generation and the live check, and TLS.
 
-use super::JsonBody;
+use super::{JsonBody, QueryParams};
 use crate::actions::{self, Applied, CertView, DnsRow};
 use crate::authn::ApiAdmin;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::QueueView;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use postamt_ops::logs::{LogEvent, LogQuery, Trace};
@@ -36,6 +36,19 @@ pub fn routes() -> Router<AppState> {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// A queue id from the path: 32 hexadecimal digits, else 400 naming `id`
+/// (a well-formed id that is not queued is a 404 from the spool).
+fn queue_id(id: &str) -> Result<(), ApiError> {
+    if id.len() == postamt_spool::QUEUE_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let shown: String = id.chars().take(64).collect();
+    Err(ApiError::field(
+        "id",
+        format!("`{shown}` is not a queue id (32 hexadecimal digits)"),
+    ))
+}
+
 async fn queue(State(st): State<AppState>, _: ApiAdmin) -> ApiResult<Vec<QueueView>> {
     st.blocking(|a| Ok(a.queue().list()?.into_iter().map(QueueView::from).collect()))
         .await
@@ -47,6 +60,7 @@ async fn queue_show(
     _: ApiAdmin,
     Path(id): Path<String>,
 ) -> ApiResult<Value> {
+    queue_id(&id)?;
     st.blocking(move |a| {
         let (env, headers) = a.queue().show(&id)?;
         Ok(json!({ "envelope": env, "headers": headers }))
@@ -69,6 +83,7 @@ async fn queue_delete(
     _: ApiAdmin,
     Path(id): Path<String>,
 ) -> ApiResult<Value> {
+    queue_id(&id)?;
     st.blocking(move |a| {
         let r = a.queue().delete(&id)?;
         Ok(json!({ "deleted": id, "server_notified": r.server_notified }))
@@ -82,6 +97,7 @@ async fn queue_action(
     _: ApiAdmin,
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<Value> {
+    queue_id(&id)?;
     st.blocking(move |a| {
         let q = a.queue();
         let notified = match action.as_str() {
@@ -184,7 +200,7 @@ impl LogParams {
 async fn logs(
     State(st): State<AppState>,
     _: ApiAdmin,
-    Query(p): Query<LogParams>,
+    QueryParams(p): QueryParams<LogParams>,
 ) -> ApiResult<Vec<LogEvent>> {
     let q = p.to_query()?;
     actions::search_logs(&st, q).await.map(Json)
@@ -205,7 +221,7 @@ pub struct TraceParams {
 async fn trace(
     State(st): State<AppState>,
     _: ApiAdmin,
-    Query(p): Query<TraceParams>,
+    QueryParams(p): QueryParams<TraceParams>,
 ) -> ApiResult<Vec<Trace>> {
     let (by, key) = [
         ("queue_id", p.queue_id),
@@ -268,7 +284,7 @@ async fn dkim_generate(
     State(st): State<AppState>,
     _: ApiAdmin,
     Path(domain): Path<String>,
-    Query(p): Query<DkimParams>,
+    QueryParams(p): QueryParams<DkimParams>,
 ) -> ApiResult<Value> {
     let domain = actions::our_domain(&st.config(), &domain)?;
     st.blocking(move |a| {
