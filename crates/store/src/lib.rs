@@ -17,6 +17,8 @@
 //!                               UIDVALIDITY, flags, modseqs, parsed message
 //!                               structure; rebuilt from the files when missing
 //!                               or damaged (`index`)
+//!   postamt-uidvalidity         the last UIDVALIDITY given out, so a rebuilt
+//!                               index never repeats one
 //!   postamt-pop3.lock           the POP3 session lock (flock)
 //! ```
 //!

@@ -6,7 +6,16 @@
 use super::check;
 use crate::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The file beside the index (in the Maildir root) that remembers the
+/// last UIDVALIDITY given out, so that an index made anew (deleted, or
+/// damaged and moved aside) never gives a folder a value a client may
+/// have seen before: RFC 3501 2.3.1.1 wants a greater one when UIDs were
+/// not kept, also when the rebuild comes within the same second or after
+/// the clock went back. Its name does not start with the index's.
+pub const UIDVALIDITY_FILE: &str = "postamt-uidvalidity";
 
 /// One folder's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,24 +108,67 @@ pub fn save(conn: &Connection, row: &FolderRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A UIDVALIDITY never used before in this index: the current time, or
-/// one more than the last one given out (kept in `settings`).
+/// A UIDVALIDITY never used before for this mailbox: the current time,
+/// or one more than the last one given out (kept in `settings` and in
+/// [`UIDVALIDITY_FILE`], which outlives the index).
 fn fresh_uidvalidity(conn: &Connection) -> Result<u32, StoreError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let now = u32::try_from(now).unwrap_or(u32::MAX).max(1);
+    let floor_file = uidvalidity_file(conn);
     let last = setting(conn, "last_uidvalidity")?
         .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .max(floor_file.as_deref().map_or(0, read_uidvalidity_file));
     let v = if now > last {
         now
     } else {
         last.wrapping_add(1).max(1)
     };
     set_setting(conn, "last_uidvalidity", &v.to_string())?;
+    if let Some(path) = floor_file
+        && let Err(e) = write_uidvalidity_file(&path, v)
+    {
+        // Only a rebuild in the same second (or after the clock went
+        // back) could then repeat a value.
+        tracing::warn!(path = %path.display(), error = %e, "cannot record the last UIDVALIDITY");
+    }
     Ok(v)
+}
+
+/// Where [`UIDVALIDITY_FILE`] lives: beside the connection's database
+/// (none for an in-memory one).
+fn uidvalidity_file(conn: &Connection) -> Option<PathBuf> {
+    let db = conn.path().filter(|p| !p.is_empty())?;
+    Some(Path::new(db).with_file_name(UIDVALIDITY_FILE))
+}
+
+/// The value in [`UIDVALIDITY_FILE`]; 0 when missing or unreadable.
+pub fn read_uidvalidity_file(path: &Path) -> u32 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Replaces [`UIDVALIDITY_FILE`] with `v` (a new file renamed over it;
+/// no fsync: like the index, it is a hint that only has to be mostly
+/// right). Callers hold the index's write transaction, so one writer per
+/// mailbox at a time.
+fn write_uidvalidity_file(path: &Path, v: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_file_name(format!("{UIDVALIDITY_FILE}.tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    // create_new: never follows a symlink left at the temporary name.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    f.write_all(format!("{v}\n").as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 /// Drops folder `name`'s row, messages and history.

@@ -182,7 +182,43 @@ fn unknown_schema_version_is_rebuilt_with_new_uidvalidity() {
     let again = idx
         .write_txn(|tx| folder_ops::get_or_create(tx, "INBOX"))
         .unwrap();
-    assert!(again.uidvalidity >= first.uidvalidity);
+    assert!(
+        again.uidvalidity > first.uidvalidity,
+        "a rebuilt index never repeats a UIDVALIDITY, even within the same second"
+    );
+}
+
+#[test]
+fn a_deleted_index_gives_greater_uidvalidities_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = independent(dir.path());
+    let mut before = Vec::new();
+    for name in ["INBOX", "Sent", "Trash"] {
+        let row = idx
+            .write_txn(|tx| folder_ops::get_or_create(tx, name))
+            .unwrap();
+        before.push(row.uidvalidity);
+    }
+    let floor = dir.path().join(folder_ops::UIDVALIDITY_FILE);
+    assert_eq!(
+        folder_ops::read_uidvalidity_file(&floor),
+        *before.iter().max().unwrap(),
+        "the last value given out is kept beside the index"
+    );
+    // Deleted (as an admin would), no pause: the handle makes a new one.
+    for f in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE}{f}")));
+    }
+    for name in ["Trash", "INBOX", "Sent"] {
+        let row = idx
+            .write_txn(|tx| folder_ops::get_or_create(tx, name))
+            .unwrap();
+        assert!(
+            before.iter().all(|&old| row.uidvalidity > old),
+            "{name}: {} after {before:?}",
+            row.uidvalidity
+        );
+    }
 }
 
 #[test]
