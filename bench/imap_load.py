@@ -1,6 +1,8 @@
 """IMAP load generator for the bench's `imap` case: one SELECT + FETCH
-session over a big mailbox, LOGIN/LOGOUT loops on fresh connections, and a
-set of authenticated idle connections held open.
+session over a big mailbox, LOGIN/LOGOUT loops on fresh connections, a
+set of authenticated idle connections held open, and the IDLE push
+latency (one session in IDLE, messages delivered through the server's
+own SMTP one at a time, time from the final `250` to `* n EXISTS`).
 
 Plain sockets (Python 3 stdlib only), like loadgen.py, so the client costs
 the same against every server. Responses are read with literals honoured
@@ -8,11 +10,12 @@ the same against every server. Responses are read with literals honoured
 by a socket timeout and a size limit, every loop by a count or a deadline.
 """
 
+import random
 import socket
 import threading
 import time
 
-from loadgen import LineReader, ProtocolError
+from loadgen import LineReader, ProtocolError, make_body, make_message, smtp_reply
 
 SOCKET_TIMEOUT = 60.0
 MAX_LITERAL = 64 * 1024 * 1024
@@ -211,3 +214,120 @@ def open_idle(host, port, user, password, n, timeout):
 def close_all(conns):
     for sock, reader in conns:
         logout(sock, reader)
+
+
+class _SmtpSender:
+    """One SMTP session kept open; `send` delivers one message without
+    pipelining and returns the monotonic time at which the final `250`
+    (the reply to the end of DATA) was read."""
+
+    def __init__(self, host, port, rcpt, sender="sender@client.test"):
+        self.rcpt = rcpt
+        self.sender = sender
+        self.sock = _connect(host, port)
+        self.reader = LineReader(self.sock)
+        try:
+            self._expect(None, 220, "greeting")
+            self._expect(b"EHLO client.test", 250, "EHLO")
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _expect(self, line, code, what):
+        if line is not None:
+            self.sock.sendall(line + b"\r\n")
+        got, text = smtp_reply(self.reader)
+        if got != code:
+            raise ProtocolError("SMTP %s: %r" % (what, text[:200]))
+
+    def send(self, msg):
+        self._expect(b"MAIL FROM:<" + self.sender.encode() + b">", 250, "MAIL")
+        self._expect(b"RCPT TO:<" + self.rcpt.encode() + b">", 250, "RCPT")
+        self._expect(b"DATA", 354, "DATA")
+        self.sock.sendall(msg + b".\r\n")
+        self._expect(None, 250, "end of DATA")
+        return time.monotonic()
+
+    def close(self):
+        try:
+            self._expect(b"QUIT", 221, "QUIT")
+        except (ProtocolError, OSError):
+            pass
+        finally:
+            self.sock.close()
+
+
+def _wait_exists(sock, reader, count, deadline):
+    """Reads untagged lines (IDLE) until `* count EXISTS` (or more);
+    returns the monotonic time it was read. Other lines (RECENT, FETCH,
+    `* OK Still here`) are skipped."""
+    for _ in range(MAX_RESPONSE_LINES):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ProtocolError("no * %d EXISTS in time" % count)
+        sock.settimeout(left)
+        try:
+            line = _read_response_line(reader)
+        except socket.timeout:
+            raise ProtocolError("no * %d EXISTS in time" % count) from None
+        finally:
+            sock.settimeout(SOCKET_TIMEOUT)
+        parts = line.split()
+        if (len(parts) == 3 and parts[0] == b"*" and parts[2] == b"EXISTS" and parts[1].isdigit()
+                and int(parts[1]) >= count):
+            return time.monotonic()
+        if line.startswith(b"* BYE"):
+            raise ProtocolError("BYE while idling: %r" % line[:200])
+    raise ProtocolError("too many lines while idling")
+
+
+def idle_push(imap_addr, smtp_addr, user, password, rcpt, repeats, timeout=30.0, seed=6):
+    """IDLE push latency. Logs `user` in, SELECTs INBOX and enters IDLE;
+    then `repeats` times: waits a random 0.2-0.7 s (so that deliveries
+    fall on every phase of a server's polling), sends one small message to
+    `rcpt` over one kept-open SMTP session, and times from the final `250`
+    to the `* n EXISTS` line. Returns {"latencies_s": [...], "failures":
+    [...]}; the caller delivered at least one message to the mailbox
+    first, so INBOX exists on every server."""
+    rng = random.Random(seed)
+    body = make_body(1024)
+    latencies, failures = [], []
+    sock, reader = login(imap_addr[0], imap_addr[1], user, password)
+    smtp = None
+    try:
+        exists = [0]
+
+        def on_select(line):
+            if line.endswith(b" EXISTS\r\n"):
+                exists[0] = int(line.split()[1])
+
+        _ok(command(sock, reader, b"a2", b"SELECT INBOX", on_select), "SELECT")
+        sock.sendall(b"a3 IDLE\r\n")
+        line = reader.readline()
+        if not line.startswith(b"+"):
+            raise ProtocolError("IDLE: %r" % line[:200])
+        smtp = _SmtpSender(smtp_addr[0], smtp_addr[1], rcpt)
+        count = exists[0]
+        for i in range(repeats):
+            time.sleep(rng.uniform(0.2, 0.7))
+            msg = make_message(rcpt, i, "idle-push", body)
+            try:
+                t_250 = smtp.send(msg)
+                count += 1
+                t_exists = _wait_exists(sock, reader, count, t_250 + timeout)
+            except (ProtocolError, OSError) as e:
+                failures.append("%d: %s: %s" % (i, type(e).__name__, e))
+                break
+            latencies.append(t_exists - t_250)
+        sock.sendall(b"DONE\r\n")
+        for _ in range(MAX_RESPONSE_LINES):
+            line = _read_response_line(reader)
+            if line.startswith(b"a3 "):
+                break
+    except (ProtocolError, OSError) as e:
+        failures.append("%s: %s" % (type(e).__name__, e))
+    finally:
+        if smtp is not None:
+            smtp.close()
+        logout(sock, reader)
+    return {"latencies_s": latencies, "failures": failures}

@@ -7,10 +7,13 @@ instance beside the two POP3 ones (its own config, base_dir and port, IMAP
 only), reading the Maildirs Postfix delivers to, with the same passwd-file
 (the same argon2id PHC strings as Postamt). Everything stops by pid.
 
-Each side offers `imap` (host, port), `cpu_seconds()`, `memory()` (RSS and
+Each side offers `imap` (host, port), `smtp` (host, port: the server's
+own SMTP, for the IDLE push part), `cpu_seconds()`, `memory()` (RSS and
 PSS in KiB of the server processes: Postamt's one process; for Dovecot every
 process of the IMAP instance: master, imap-login, imap, auth, ...),
-`new_dir(user)` and `drop_index(user)`.
+`new_dir(user)`, `drop_index(user)` and `restart()` (a fresh server
+process, so the cold session finds no process-held state: Postamt's whole
+`postamt serve`, which serves IMAP; Dovecot's IMAP instance).
 """
 
 import glob
@@ -147,6 +150,29 @@ class PostamtImap:
     def stop(self):
         pass
 
+    @property
+    def smtp(self):
+        return self.server.smtp
+
+    def restart(self):
+        """Stops `postamt serve` (SIGTERM) and starts it again (new ports:
+        the listeners are bound to :0). Its output so far is kept in
+        serve.out.<n>."""
+        self.server.stop()
+        out = os.path.join(self.server.dir, "serve.out")
+        n = 1
+        while os.path.exists("%s.%d" % (out, n)) and n < 1000:
+            n += 1
+        if os.path.exists(out):
+            os.rename(out, "%s.%d" % (out, n))
+        # server.start() waits for this file: never read the old one's ports.
+        try:
+            os.unlink(os.path.join(self.server.data, "run", "listeners.json"))
+        except FileNotFoundError:
+            pass
+        self.server.start()
+        self.start()
+
     def cpu_seconds(self):
         return self.server.cpu_seconds()
 
@@ -243,6 +269,21 @@ protocol imap {
 
     def _pid(self):
         return servers.read_pid(os.path.join(self.run_dir, "master.pid"))
+
+    @property
+    def smtp(self):
+        return self.pf.smtp
+
+    def restart(self):
+        """Stops the IMAP instance (SIGTERM to its master, which ends every
+        imap, imap-login and auth process) and starts it again. Postfix,
+        which delivers, and the POP3 instances keep running."""
+        self.stop()
+        # imap-login processes hold the listening socket until they exit.
+        deadline = time.monotonic() + 20
+        while servers._port_open(*self.imap) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.start()
 
     def stop(self):
         if not self.started:
