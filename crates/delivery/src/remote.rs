@@ -617,6 +617,7 @@ fn classify_open(host: &str, addr: SocketAddr, e: &ClientError) -> HostFailure {
             false,
         ),
         ClientError::Unsupported(what) => (unsupported(&at, what, e), false),
+        ClientError::Unconvertible(_) => (unconvertible(&at, e), false),
         ClientError::TooLarge { .. } => (
             Failure::permanent("5.3.4", &format!("{at}: {e}"), false),
             false,
@@ -637,6 +638,13 @@ fn unsupported(at: &str, what: &str, e: &ClientError) -> Failure {
     Failure::permanent(status, &format!("{at}: {e}"), false)
 }
 
+/// An 8-bit message for a server without 8BITMIME that cannot be converted
+/// to 7 bit (RFC 6152 §3): "conversion required but not supported"
+/// (RFC 3463 5.6.3), permanent; the text names the server and why.
+fn unconvertible(at: &str, e: &ClientError) -> Failure {
+    Failure::permanent("5.6.3", &format!("{at}: {e}"), false)
+}
+
 /// A failure during the transaction: a reply or a limit of the server is
 /// definitive for every recipient (`Ok`); a lost connection or a timeout
 /// moves on to the next address (`Err`).
@@ -645,6 +653,7 @@ fn classify_send(host: &str, addr: SocketAddr, e: &ClientError) -> Result<Failur
     match e {
         ClientError::Reply { stage, reply } => Ok(reply_failure(host, reply, stage)),
         ClientError::Unsupported(what) => Ok(unsupported(&at, what, e)),
+        ClientError::Unconvertible(_) => Ok(unconvertible(&at, e)),
         ClientError::TooLarge { .. } => {
             Ok(Failure::permanent("5.3.4", &format!("{at}: {e}"), false))
         }
@@ -655,4 +664,30 @@ fn classify_send(host: &str, addr: SocketAddr, e: &ClientError) -> Result<Failur
 /// Logs why remote delivery is off for this context.
 pub fn not_available() -> Failure {
     Failure::temporary(NOT_AVAILABLE_STATUS, NOT_AVAILABLE_TEXT, false)
+}
+
+#[cfg(test)]
+mod eight_bit_tests {
+    use super::*;
+    use postamt_smtp_client::downgrade::Unconvertible;
+
+    #[test]
+    fn an_unconvertible_message_fails_permanently_with_5_6_3() {
+        let addr = SocketAddr::from(([192, 0, 2, 1], 25));
+        let e = ClientError::Unconvertible(Unconvertible::Binary);
+        let Ok(f) = classify_send("mx.example", addr, &e) else {
+            panic!("an unconvertible message is definitive for every host");
+        };
+        assert!(f.is_permanent());
+        assert_eq!(f.status, "5.6.3");
+        assert!(
+            f.text.starts_with("mx.example [192.0.2.1:25]: "),
+            "{}",
+            f.text
+        );
+        assert!(f.text.contains("does not support 8BITMIME"), "{}", f.text);
+        assert!(f.text.contains("binary"), "{}", f.text);
+        let f = classify_open("mx.example", addr, &e).failure;
+        assert_eq!((f.status.as_str(), f.is_permanent()), ("5.6.3", true));
+    }
 }

@@ -131,10 +131,13 @@ impl Connection {
     /// order. The message is dot-stuffed and any bare CR or LF is sent as
     /// CRLF. After an error the connection should not be reused.
     ///
-    /// Before MAIL it refuses a message that needs SMTPUTF8 from a server
-    /// without it ([`ClientError::Unsupported`]) or that exceeds the
-    /// announced SIZE ([`ClientError::TooLarge`]); the connection stays
-    /// usable then. With PIPELINING, MAIL and the RCPTs (in groups of at
+    /// An 8-bit message for a server without 8BITMIME is converted to 7 bit
+    /// (quoted-printable, RFC 6152 §3) and the converted bytes are sent
+    /// and announced in `SIZE=`. Before MAIL it refuses a message that
+    /// needs SMTPUTF8 from a server without it ([`ClientError::Unsupported`]),
+    /// an 8-bit one it cannot convert for a server without 8BITMIME
+    /// ([`ClientError::Unconvertible`]) or one that exceeds the announced
+    /// SIZE ([`ClientError::TooLarge`]); the connection stays usable then. With PIPELINING, MAIL and the RCPTs (in groups of at
     /// most 100) go in one write each; DATA is sent only after some RCPT
     /// was accepted. An unfinished transaction from an earlier call (e.g. no
     /// recipient accepted) is reset with RSET first. An address that could
@@ -190,6 +193,7 @@ impl Connection {
         match e {
             ClientError::Reply { .. }
             | ClientError::Unsupported(_)
+            | ClientError::Unconvertible(_)
             | ClientError::TooLarge { .. } => {}
             _ => self.poisoned = true,
         }
@@ -219,11 +223,12 @@ impl Connection {
             return Ok(Vec::new());
         }
         let plan = transaction::plan(envelope, message, &self.caps)?;
-        if plan.eight_bit_unannounced {
-            tracing::warn!(
+        if plan.downgraded {
+            tracing::info!(
                 peer = %self.session.peer(),
                 remote = %self.remote_name,
-                "sending an 8-bit message to a server that does not announce 8BITMIME"
+                size = plan.size,
+                "8-bit message converted to quoted-printable: the server does not announce 8BITMIME"
             );
         }
         if plan.rcpts.iter().all(|r| r.is_err()) {
@@ -255,7 +260,7 @@ impl Connection {
             }
             return Ok(transaction::results(rcpt_replies, Some(&data)));
         }
-        self.send_body(message).await?;
+        self.send_body(&plan.message).await?;
         let end = self.session.read_reply(t.data_end, stage::DATA_END).await?;
         self.transaction_open = false;
         Ok(transaction::results(rcpt_replies, Some(&end)))
@@ -264,7 +269,7 @@ impl Connection {
     /// MAIL and RCPTs one by one; the RCPT replies (local refusals kept).
     async fn mail_rcpt_sequential(
         &mut self,
-        plan: &transaction::Plan,
+        plan: &transaction::Plan<'_>,
     ) -> Result<Vec<Reply>, ClientError> {
         let limit = self.timeouts.command;
         let mail = self.session.command(&plan.mail, limit, stage::MAIL).await?;
@@ -290,7 +295,7 @@ impl Connection {
     /// order after each write.
     async fn mail_rcpt_pipelined(
         &mut self,
-        plan: &transaction::Plan,
+        plan: &transaction::Plan<'_>,
     ) -> Result<Vec<Reply>, ClientError> {
         let limit = self.timeouts.command;
         let mut replies = Vec::with_capacity(plan.rcpts.len());

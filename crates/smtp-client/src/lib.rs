@@ -4,13 +4,15 @@
 //! SMTPUTF8 checks, per-recipient results, bounded replies and timeouts.
 //!
 //! Modules: [`reply`] (bounded reply reader), [`ehlo`] (capabilities),
-//! [`stuffing`] (DATA encoding), `transaction` (checks, commands, results),
+//! [`stuffing`] (DATA encoding), [`downgrade`] (8-bit messages converted to
+//! 7 bit for servers without 8BITMIME), `transaction` (checks, commands, results),
 //! `auth` (PLAIN/LOGIN), `tls` (opportunistic verifier), `stream`/`session`
 //! (I/O with timeouts), `open` (connect, greeting, EHLO, TLS, AUTH) and
 //! `connection` (transactions, RSET, QUIT).
 
 mod auth;
 mod connection;
+pub mod downgrade;
 pub mod ehlo;
 mod open;
 pub mod reply;
@@ -153,17 +155,26 @@ pub enum ClientError {
     Tls(String),
     #[error("the server does not support {0}, which this message needs")]
     Unsupported(&'static str),
+    /// The message has 8-bit content, the server lacks 8BITMIME and the
+    /// message cannot be converted to 7 bit (RFC 6152 §3): not delivered.
+    #[error(
+        "the server does not support 8BITMIME and the message cannot be converted to 7 bit: {0}"
+    )]
+    Unconvertible(downgrade::Unconvertible),
     #[error("message too large for the server ({size} > {limit} bytes)")]
     TooLarge { size: u64, limit: u64 },
 }
 
 impl ClientError {
     /// Whether retrying later cannot help (5xx replies, unsupported
-    /// extensions the message needs, too large).
+    /// extensions the message needs, an 8-bit message that cannot be
+    /// converted, too large).
     pub fn is_permanent(&self) -> bool {
         match self {
             ClientError::Reply { reply, .. } => reply.is_permanent(),
-            ClientError::Unsupported(_) | ClientError::TooLarge { .. } => true,
+            ClientError::Unsupported(_)
+            | ClientError::Unconvertible(_)
+            | ClientError::TooLarge { .. } => true,
             ClientError::Connect(..)
             | ClientError::Timeout(_)
             | ClientError::Io(..)
@@ -206,6 +217,7 @@ mod tests {
         assert!(!r(421).is_permanent());
         assert!(ClientError::Unsupported("SMTPUTF8").is_permanent());
         assert!(ClientError::TooLarge { size: 2, limit: 1 }.is_permanent());
+        assert!(ClientError::Unconvertible(downgrade::Unconvertible::Binary).is_permanent());
         assert!(!ClientError::Timeout(stage::DATA_END).is_permanent());
         assert!(!ClientError::Protocol("x".into()).is_permanent());
         assert!(!ClientError::TlsRequired("x".into()).is_permanent());

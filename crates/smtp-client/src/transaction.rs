@@ -1,11 +1,14 @@
 //! One mail transaction, planned and judged without I/O: checks against the
-//! server's capabilities (SMTPUTF8, SIZE) before anything is sent, the
+//! server's capabilities (SMTPUTF8, SIZE) before anything is sent, 8-bit
+//! content converted to 7 bit for a server without 8BITMIME, the
 //! `MAIL FROM` and `RCPT TO` command lines (refusing addresses that could
 //! inject commands), and turning the replies into per-recipient results.
 
+use crate::downgrade;
 use crate::ehlo::Capabilities;
 use crate::stuffing::normalized_size;
 use crate::{ClientError, Envelope, RecipientResult, Reply};
+use std::borrow::Cow;
 
 /// Longest address we put in a command (RFC 5321 allows a 256-octet path;
 /// some leeway, but the command line stays far below 1000 bytes).
@@ -87,23 +90,46 @@ pub fn needs_smtputf8(envelope: &Envelope) -> bool {
 
 /// What to send for one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub struct Plan<'m> {
     pub mail: String,
     /// Per envelope recipient: the RCPT command, or the local refusal.
     pub rcpts: Vec<Result<String, Reply>>,
-    /// Ask for 8BITMIME, but the server did not announce it.
-    pub eight_bit_unannounced: bool,
+    /// The bytes to send after DATA: the message, or its conversion to 7
+    /// bit for a server without 8BITMIME.
+    pub message: Cow<'m, [u8]>,
+    /// The message was converted to 7 bit (RFC 6152 §3).
+    pub downgraded: bool,
+    /// What `SIZE=` announces: the size of `message` as sent.
     pub size: u64,
 }
 
 /// Checks the transaction against the server's capabilities and builds its
 /// commands. Errors are for the whole transaction; nothing has been sent.
-pub fn plan(envelope: &Envelope, message: &[u8], caps: &Capabilities) -> Result<Plan, ClientError> {
+///
+/// RFC 6152 §3: 8-bit content (a byte >= 0x80, or NUL) goes to a server
+/// without 8BITMIME only converted to 7 bit ([`downgrade::to_seven_bit`]:
+/// quoted-printable); when it cannot be converted the message is refused
+/// ([`ClientError::Unconvertible`]). A server with 8BITMIME gets the bytes
+/// unchanged, with `BODY=8BITMIME`.
+pub fn plan<'m>(
+    envelope: &Envelope,
+    message: &'m [u8],
+    caps: &Capabilities,
+) -> Result<Plan<'m>, ClientError> {
     let smtputf8 = needs_smtputf8(envelope);
     if smtputf8 && !caps.smtputf8 {
         return Err(ClientError::Unsupported("SMTPUTF8"));
     }
-    let size = normalized_size(message);
+    // The flag, or 8-bit bytes the caller did not flag.
+    let eight_bit = envelope.eight_bit || !message.is_ascii();
+    let message = if !caps.eight_bit_mime && downgrade::needs_8bitmime(message) {
+        // Under SMTPUTF8 header fields may stay 8-bit; bodies are converted.
+        downgrade::to_seven_bit(message, smtputf8).map_err(ClientError::Unconvertible)?
+    } else {
+        Cow::Borrowed(message)
+    };
+    let downgraded = matches!(message, Cow::Owned(_));
+    let size = normalized_size(&message);
     if let Some(limit) = caps.max_size
         && size > limit
     {
@@ -121,8 +147,6 @@ pub fn plan(envelope: &Envelope, message: &[u8], caps: &Capabilities) -> Result<
     if caps.size {
         mail.push_str(&format!(" SIZE={size}"));
     }
-    // The flag, or 8-bit bytes the caller did not flag.
-    let eight_bit = envelope.eight_bit || !message.is_ascii();
     if eight_bit && caps.eight_bit_mime {
         mail.push_str(" BODY=8BITMIME");
     }
@@ -140,7 +164,8 @@ pub fn plan(envelope: &Envelope, message: &[u8], caps: &Capabilities) -> Result<
     Ok(Plan {
         mail,
         rcpts,
-        eight_bit_unannounced: eight_bit && !caps.eight_bit_mime,
+        message,
+        downgraded,
         size,
     })
 }
@@ -237,7 +262,8 @@ mod tests {
             p.mail,
             "MAIL FROM:<a@b.example> SIZE=4 BODY=8BITMIME SMTPUTF8"
         );
-        assert!(!p.eight_bit_unannounced);
+        assert!(!p.downgraded);
+        assert_eq!(p.message.as_ref(), b"hi\n");
         // Unflagged 8-bit content is noticed.
         e.eight_bit = false;
         e.smtputf8 = false;
@@ -253,7 +279,57 @@ mod tests {
         };
         let p = plan(&e, b"x", &Capabilities::default()).expect("plain SMTP");
         assert_eq!(p.mail, "MAIL FROM:<>");
-        assert!(p.eight_bit_unannounced);
+        // Flagged 8-bit but 7-bit bytes: nothing to convert.
+        assert!(!p.downgraded);
+        assert_eq!(p.message.as_ref(), b"x");
+    }
+
+    #[test]
+    fn eight_bit_for_a_server_without_8bitmime_is_converted() {
+        let caps = Capabilities {
+            esmtp: true,
+            size: true,
+            max_size: Some(1000),
+            ..Capabilities::default()
+        };
+        let e = Envelope {
+            eight_bit: true,
+            ..env("a@b.example", &["c@d.example"])
+        };
+        let m = "Subject: x\r\n\r\ncaf\u{e9}\r\n";
+        let p = plan(&e, m.as_bytes(), &caps).expect("converted");
+        assert!(p.downgraded);
+        let sent = String::from_utf8(p.message.to_vec()).expect("7-bit");
+        assert!(sent.ends_with("Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n"));
+        // No BODY=8BITMIME, and SIZE is the converted size.
+        assert_eq!(
+            p.mail,
+            format!("MAIL FROM:<a@b.example> SIZE={}", sent.len())
+        );
+        // SIZE is checked against the converted message.
+        let small = Capabilities {
+            max_size: Some(m.len() as u64),
+            ..caps.clone()
+        };
+        assert!(matches!(
+            plan(&e, m.as_bytes(), &small),
+            Err(ClientError::TooLarge { .. })
+        ));
+        // Not convertible: refused before anything is sent.
+        let binary = "MIME-Version: 1.0\r\nContent-Transfer-Encoding: binary\r\n\r\n\u{e9}";
+        assert!(matches!(
+            plan(&e, binary.as_bytes(), &caps),
+            Err(ClientError::Unconvertible(downgrade::Unconvertible::Binary))
+        ));
+        // A server with 8BITMIME gets the bytes as they are.
+        let with = Capabilities {
+            eight_bit_mime: true,
+            ..caps
+        };
+        let p = plan(&e, binary.as_bytes(), &with).expect("unchanged");
+        assert!(!p.downgraded);
+        assert_eq!(p.message.as_ref(), binary.as_bytes());
+        assert!(p.mail.ends_with(" BODY=8BITMIME"));
     }
 
     #[test]

@@ -351,7 +351,13 @@ async fn helo_fallback_without_extensions() {
         peer.send("250 ok\r\n").await;
         peer.expect("DATA").await;
         peer.send("354 go\r\n").await;
-        assert_eq!(peer.read_data().await, "\u{e9}\r\n.\r\n".as_bytes());
+        // Converted to 7 bit (RFC 6152 §3): the server lacks 8BITMIME.
+        assert_eq!(
+            String::from_utf8(peer.read_data().await).expect("7-bit"),
+            "Subject: t\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=unknown-8bit\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n.\r\n"
+        );
         peer.send("250 ok\r\n").await;
         quit(&mut peer).await;
         peer
@@ -367,7 +373,10 @@ async fn helo_fallback_without_extensions() {
         eight_bit: true,
         ..envelope("a@client.example", &["b@old.example"])
     };
-    let results = conn.send(&env, "\u{e9}".as_bytes()).await.expect("sent");
+    let results = conn
+        .send(&env, "Subject: t\r\n\r\n\u{e9}".as_bytes())
+        .await
+        .expect("sent");
     assert!(matches!(&results[..], [RecipientResult::Accepted(_)]));
     conn.quit().await;
     server.await.expect("server");
@@ -957,6 +966,205 @@ async fn smtputf8_needed_but_missing_is_refused_before_mail() {
         matches!(err, ClientError::Unsupported("SMTPUTF8")),
         "{err:?}"
     );
+    conn.quit().await;
+    server.await.expect("server");
+}
+
+/// An 8-bit MIME message: a text part to convert, a base64 attachment to
+/// leave alone.
+const EIGHT_BIT_MIME: &str = "From: <a@client.example>\r\n\
+    Subject: Gr\u{fc}\u{df}e\r\n\
+    MIME-Version: 1.0\r\n\
+    Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+    --b1\r\n\
+    Content-Type: text/plain; charset=utf-8\r\n\
+    Content-Transfer-Encoding: 8bit\r\n\r\n\
+    Gr\u{fc}\u{df}e aus K\u{f6}ln = sch\u{f6}n  \r\n\
+    .dot\r\n\
+    --b1\r\n\
+    Content-Type: application/octet-stream\r\n\
+    Content-Transfer-Encoding: base64\r\n\r\n\
+    AAECAwQFBgcICQ==\r\n\
+    --b1--\r\n";
+
+#[tokio::test]
+async fn eight_bit_message_is_converted_for_a_server_without_8bitmime() {
+    // The Subject is 8-bit: only a transaction under SMTPUTF8 may keep it,
+    // so this server offers SMTPUTF8 (and, wrongly, no 8BITMIME).
+    let (addr, server) = serve(|mut peer| async move {
+        greet(
+            &mut peer,
+            "250-fake.example\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 SMTPUTF8\r\n",
+        )
+        .await;
+        peer.read_line().await.expect("MAIL");
+        peer.read_line().await.expect("RCPT");
+        peer.send("250 ok\r\n250 ok\r\n").await;
+        peer.expect("DATA").await;
+        peer.send("354 go\r\n").await;
+        peer.read_data().await;
+        peer.send("250 2.0.0 ok\r\n").await;
+        // The second message: 8-bit headers not allowed without SMTPUTF8.
+        peer.read_line().await.expect("MAIL");
+        peer.read_line().await.expect("RCPT");
+        peer.send("250 ok\r\n250 ok\r\n").await;
+        peer.expect("DATA").await;
+        peer.send("354 go\r\n").await;
+        peer.read_data().await;
+        peer.send("250 2.0.0 ok\r\n").await;
+        quit(&mut peer).await;
+        peer
+    })
+    .await;
+    let config = default_config();
+    let mut conn = Connection::open(
+        addr,
+        "fake.example",
+        TlsPolicy::Opportunistic,
+        None,
+        &config,
+    )
+    .await
+    .expect("open");
+    assert!(!conn.capabilities().eight_bit_mime);
+    let env = Envelope {
+        eight_bit: true,
+        smtputf8: true,
+        ..envelope("a@client.example", &["b@fake.example"])
+    };
+    let results = conn
+        .send(&env, EIGHT_BIT_MIME.as_bytes())
+        .await
+        .expect("sent");
+    assert!(matches!(&results[..], [RecipientResult::Accepted(_)]));
+    // The same body with an ASCII Subject, without SMTPUTF8.
+    let ascii_subject = EIGHT_BIT_MIME.replace("Subject: Gr\u{fc}\u{df}e", "Subject: hello");
+    let env = Envelope {
+        eight_bit: true,
+        ..envelope("a@client.example", &["b@fake.example"])
+    };
+    let results = conn
+        .send(&env, ascii_subject.as_bytes())
+        .await
+        .expect("sent");
+    assert!(matches!(&results[..], [RecipientResult::Accepted(_)]));
+    conn.quit().await;
+
+    let body = "MIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+        --b1\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\
+        Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+        Gr=C3=BC=C3=9Fe aus K=C3=B6ln =3D sch=C3=B6n =20\r\n\
+        .dot\r\n\
+        --b1\r\n\
+        Content-Type: application/octet-stream\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\n\
+        AAECAwQFBgcICQ==\r\n\
+        --b1--\r\n";
+    let first = format!("From: <a@client.example>\r\nSubject: Gr\u{fc}\u{df}e\r\n{body}");
+    let second = format!("From: <a@client.example>\r\nSubject: hello\r\n{body}");
+    let stuffed = |m: &str| m.replace("\r\n.dot", "\r\n..dot");
+    let expected = format!(
+        "EHLO client.example\r\n\
+         MAIL FROM:<a@client.example> SIZE={} SMTPUTF8\r\n\
+         RCPT TO:<b@fake.example>\r\n\
+         DATA\r\n\
+         {}.\r\n\
+         MAIL FROM:<a@client.example> SIZE={}\r\n\
+         RCPT TO:<b@fake.example>\r\n\
+         DATA\r\n\
+         {}.\r\n\
+         QUIT\r\n",
+        first.len(),
+        stuffed(&first),
+        second.len(),
+        stuffed(&second),
+    );
+    let received = server.await.expect("server");
+    assert_eq!(String::from_utf8_lossy(&received), expected);
+    // From the second MAIL on (no SMTPUTF8): not one 8-bit byte.
+    let second_mail = received
+        .windows(4)
+        .rposition(|w| w == b"MAIL")
+        .expect("second MAIL");
+    assert!(received[second_mail..].iter().all(|&b| b < 0x80));
+    assert!(
+        String::from_utf8_lossy(&received[second_mail..])
+            .contains("Content-Transfer-Encoding: quoted-printable\r\n")
+    );
+    assert!(!String::from_utf8_lossy(&received).contains("BODY=8BITMIME"));
+}
+
+#[tokio::test]
+async fn unconvertible_eight_bit_message_is_refused_before_mail() {
+    let (addr, server) = serve(|mut peer| async move {
+        greet(&mut peer, "250-fake.example\r\n250 PIPELINING\r\n").await;
+        // Nothing of the refused messages; the 7-bit one goes through.
+        peer.expect("MAIL FROM:<a@client.example>").await;
+        peer.expect("RCPT TO:<b@fake.example>").await;
+        peer.send("250 ok\r\n250 ok\r\n").await;
+        peer.expect("DATA").await;
+        peer.send("354 go\r\n").await;
+        assert_eq!(peer.read_data().await, b"Subject: ok\r\n\r\nascii\r\n.\r\n");
+        peer.send("250 2.0.0 ok\r\n").await;
+        quit(&mut peer).await;
+        peer
+    })
+    .await;
+    let config = default_config();
+    let mut conn = Connection::open(
+        addr,
+        "fake.example",
+        TlsPolicy::Opportunistic,
+        None,
+        &config,
+    )
+    .await
+    .expect("open");
+    let env = Envelope {
+        eight_bit: true,
+        ..envelope("a@client.example", &["b@fake.example"])
+    };
+    let binary = "MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n\
+        Content-Transfer-Encoding: binary\r\n\r\n\u{ff}\u{fe}\0\r\n";
+    let err = conn
+        .send(&env, binary.as_bytes())
+        .await
+        .expect_err("binary cannot be converted");
+    assert!(
+        matches!(
+            err,
+            ClientError::Unconvertible(postamt_smtp_client::downgrade::Unconvertible::Binary)
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_permanent());
+    assert!(
+        err.to_string().contains("does not support 8BITMIME"),
+        "{err}"
+    );
+    assert!(conn.is_usable(), "nothing was sent: the session goes on");
+    // 8-bit in a header without SMTPUTF8.
+    let err = conn
+        .send(&env, "Subject: \u{e9}\r\n\r\nx\r\n".as_bytes())
+        .await
+        .expect_err("8-bit header");
+    assert!(
+        matches!(
+            err,
+            ClientError::Unconvertible(
+                postamt_smtp_client::downgrade::Unconvertible::EightBitHeader
+            )
+        ),
+        "{err:?}"
+    );
+    assert!(conn.is_usable());
+    let results = conn
+        .send(&env, b"Subject: ok\r\n\r\nascii\r\n")
+        .await
+        .expect("sent");
+    assert!(matches!(&results[..], [RecipientResult::Accepted(_)]));
     conn.quit().await;
     server.await.expect("server");
 }
