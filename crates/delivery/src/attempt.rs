@@ -720,17 +720,68 @@ fn deliver_remote(
     }
     let mut out = HashMap::new();
     for (mail_from, addresses) in groups {
-        let message: Arc<[u8]> = Arc::from(r.signer().sign(&mail_from, data).as_ref());
+        let smtputf8 = env.smtputf8 || !mail_from.is_ascii();
+        let (message, eight_bit) =
+            signed_for_sending(r.signer(), &env.id.0, &mail_from, data, smtputf8);
         let job = MessageJob {
             queue_id: env.id.0.clone(),
-            smtputf8: env.smtputf8 || !mail_from.is_ascii(),
+            smtputf8,
             mail_from,
-            eight_bit: env.eight_bit,
+            eight_bit: env.eight_bit && eight_bit,
             message,
         };
         out.extend(r.deliver_blocking(job, &addresses));
     }
     out
+}
+
+/// The signer's output for one envelope sender, and whether it may still
+/// hold 8-bit content.
+///
+/// A DKIM signature covers the body as signed, but only at EHLO does the
+/// SMTP client learn that a server lacks 8BITMIME and convert the message
+/// to quoted-printable (RFC 6152 §3), which would break a signature made
+/// over the 8-bit bytes. So, as RFC 6376 §5.3 advises, an 8-bit message
+/// that the signer signs is converted to 7 bit first and the converted
+/// bytes are signed: they then pass every server unchanged (the client
+/// converts nothing that is 7-bit). Messages the signer leaves alone keep
+/// their 8-bit bytes (`BODY=8BITMIME` where offered, converted per server
+/// by the client otherwise). A message that cannot be converted is signed
+/// as it is: a server with 8BITMIME gets it intact, one without refuses it
+/// (5.6.3) whatever the signature.
+fn signed_for_sending(
+    signer: &dyn crate::MessageSigner,
+    queue_id: &str,
+    mail_from: &str,
+    data: &[u8],
+    smtputf8: bool,
+) -> (Arc<[u8]>, bool) {
+    use postamt_smtp_client::downgrade;
+    use std::borrow::Cow;
+    // Cheap for the usual "unchanged" answer: the very same slice.
+    let unchanged = |out: &Cow<'_, [u8]>, input: &[u8]| match out {
+        Cow::Borrowed(b) => std::ptr::eq(*b, input) || *b == input,
+        Cow::Owned(v) => v.as_slice() == input,
+    };
+    let signed = signer.sign(mail_from, data);
+    if unchanged(&signed, data) || !downgrade::needs_8bitmime(data) {
+        return (Arc::from(signed.as_ref()), true);
+    }
+    match downgrade::to_seven_bit(data, smtputf8) {
+        Ok(seven) => {
+            let resigned = signer.sign(mail_from, &seven);
+            if unchanged(&resigned, &seven) {
+                // Not signed after all: no reason to convert here.
+                (Arc::from(signed.as_ref()), true)
+            } else {
+                (Arc::from(resigned.as_ref()), false)
+            }
+        }
+        Err(why) => {
+            debug!(queue_id, mail_from, reason = %why, "8-bit message signed as it is: it cannot be converted to 7 bit");
+            (Arc::from(signed.as_ref()), true)
+        }
+    }
 }
 
 /// When only congestion (a saturated destination here) kept remote mail
@@ -1192,6 +1243,62 @@ mod tests {
             .iter()
             .find(|r| r.address == address)
             .expect("recipient in envelope")
+    }
+
+    /// Signs by putting a digest of the exact bytes it saw on top (a
+    /// stand-in for DKIM: any later change to those bytes shows).
+    struct StampSigner;
+
+    fn stamp(message: &[u8]) -> String {
+        let sum = message
+            .iter()
+            .fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        format!("X-Stamp: {sum:016x}\r\n")
+    }
+
+    impl crate::MessageSigner for StampSigner {
+        fn sign<'a>(&self, _mail_from: &str, message: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+            let mut out = stamp(message).into_bytes();
+            out.extend_from_slice(message);
+            std::borrow::Cow::Owned(out)
+        }
+    }
+
+    #[test]
+    fn an_8bit_message_is_converted_before_it_is_signed() {
+        use postamt_smtp_client::downgrade::{needs_8bitmime, to_seven_bit};
+        let m = "From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\n\
+                 Content-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e\r\n"
+            .as_bytes();
+        let (out, eight_bit) = signed_for_sending(&StampSigner, "q1", "a@example.org", m, false);
+        // Signed over the converted bytes, which no server will change.
+        let seven = to_seven_bit(m, false).expect("convertible");
+        let header = stamp(&seven);
+        assert!(
+            out.starts_with(header.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(&out[header.len()..], seven.as_ref());
+        assert!(!needs_8bitmime(&out), "the client would convert it again");
+        assert!(!eight_bit);
+        // Without a signature the bytes stay 8-bit (BODY=8BITMIME where offered).
+        let (out, eight_bit) =
+            signed_for_sending(&crate::NoSigning, "q1", "a@example.org", m, false);
+        assert_eq!(out.as_ref(), m);
+        assert!(eight_bit);
+        // 7-bit messages are signed as they are.
+        let ascii = b"Subject: s\r\n\r\nhello\r\n";
+        let (out, _) = signed_for_sending(&StampSigner, "q1", "a@example.org", ascii, false);
+        assert_eq!(&out[stamp(ascii).len()..], ascii);
+        // Not convertible: signed as it is (a server without 8BITMIME refuses it).
+        let binary =
+            "MIME-Version: 1.0\r\nContent-Transfer-Encoding: binary\r\n\r\n\u{e9}".as_bytes();
+        let (out, eight_bit) =
+            signed_for_sending(&StampSigner, "q1", "a@example.org", binary, false);
+        assert_eq!(&out[stamp(binary).len()..], binary);
+        assert!(eight_bit);
     }
 
     #[test]
