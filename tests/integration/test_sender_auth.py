@@ -2,7 +2,8 @@
 DMARC looked up in the stub DNS, written into `Authentication-Results:
 <hostname>; ...` (RFC 8601); DMARC `p=reject` refused at the end of DATA
 with `dmarc = "honor"` and only recorded with `"report"`; `p=quarantine`
-marked; forged results claiming to be ours removed.
+marked and filed in the user's Junk folder; forged results claiming to be
+ours removed.
 
 The client is always 127.0.0.1, so `ip4:127.0.0.1` in an SPF record passes.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import email
+import imaplib
+import mailbox
 import re
 import smtplib
 import subprocess
@@ -20,12 +23,17 @@ import pytest
 
 from dnsstub import DnsStub
 from sinks import submit
-from support import CLIENT_NAME, DOMAIN, HOSTNAME, Postamt, simple_message, uniq
+from support import CLIENT_NAME, DOMAIN, HOSTNAME, Postamt, simple_message, uniq, wait_until
 
 
 def sender_auth_overrides(dns: DnsStub, dmarc: str) -> dict:
     return {
-        "listen": {"smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "pop3": ["127.0.0.1:0"]},
+        "listen": {
+            "smtp": ["127.0.0.1:0"],
+            "submission": ["127.0.0.1:0"],
+            "pop3": ["127.0.0.1:0"],
+            "imap": ["127.0.0.1:0"],
+        },
         "submission": {"allow_plaintext_on_loopback": True},
         "dns": {"nameservers": [dns.addr]},
         "sender_auth": {"verify": True, "dmarc": dmarc},
@@ -216,15 +224,40 @@ def test_dmarc_passes_with_aligned_dkim(honor, signing_key):
     assert method(res, "spf") == "fail", res
 
 
-def test_dmarc_quarantine_marks(honor):
+def junk_messages(env: Env) -> list[bytes]:
+    """Raw messages in the test user's Junk folder (Maildir++ `.Junk`)."""
+    path = env.srv.mailbox_path(env.user) / ".Junk"
+    if not (path / "new").is_dir():
+        return []
+    md = mailbox.Maildir(str(path), factory=None, create=False)
+    return [md.get_bytes(k) for k in md.keys()]
+
+
+def test_dmarc_quarantine_marks_and_files_in_junk(honor):
     dom = new_domain("dmarcquar")
     honor.dns.txt(dom, "v=spf1 ip4:192.0.2.1 -all")
     honor.dns.txt(f"_dmarc.{dom}", "v=DMARC1; p=quarantine")
     token = uniq("quar-")
-    msg = deliver(honor, f"writer@{dom}", message(f"writer@{dom}", token), token)
+    mail, rcpt, data_reply = transaction(honor, f"writer@{dom}", message(f"writer@{dom}", token))
+    assert mail[0] == 250 and rcpt[0] == 250 and data_reply[0] == 250, (mail, rcpt, data_reply)
+    raw = wait_until(
+        lambda: next((m for m in junk_messages(honor) if token.encode() in m), None),
+        30,
+        "the quarantined message in Junk",
+    )
+    msg = email.message_from_bytes(raw)
     assert method(one_result(msg), "dmarc") == "fail"
     marks = msg.get_all("X-Postamt-Quarantine") or []
     assert len(marks) == 1 and dom in marks[0], f"quarantined mail must carry the mark: {marks}"
+    assert not any(token.encode() in m for m in honor.srv.messages(honor.user)), "not in the inbox"
+    honor.srv.wait_log("delivery", "quarantined message (DMARC p=quarantine) filed")
+    # IMAP shows it in Junk.
+    with imaplib.IMAP4(*honor.srv.addr("imap")) as im:
+        im.login(honor.user, honor.password)
+        typ, data = im.select("Junk", readonly=True)
+        assert typ == "OK"
+        typ, data = im.search(None, "BODY", token)
+        assert typ == "OK" and data[0].split(), f"IMAP finds it in Junk: {data}"
 
 
 def test_forged_results_are_removed(honor):

@@ -41,6 +41,18 @@ pub trait QueueBackend: Send + Sync {
 pub trait StoreBackend: Send + Sync {
     /// Delivers `data` into `user`'s inbox; returns the new message's name.
     fn deliver(&self, user: &str, data: &[u8], queue_id: &str) -> Result<String, StoreError>;
+
+    /// Delivers a quarantined message into `user`'s Junk folder (the inbox
+    /// when there is none); returns the new message's name and whether it
+    /// went to Junk. Stores without folders deliver to the inbox.
+    fn deliver_to_junk(
+        &self,
+        user: &str,
+        data: &[u8],
+        queue_id: &str,
+    ) -> Result<(String, bool), StoreError> {
+        Ok((self.deliver(user, data, queue_id)?, false))
+    }
 }
 
 /// Recipient expansion.
@@ -104,6 +116,15 @@ impl QueueBackend for Spool {
 impl StoreBackend for MailStore {
     fn deliver(&self, user: &str, data: &[u8], queue_id: &str) -> Result<String, StoreError> {
         MailStore::deliver(self, user, data, queue_id)
+    }
+
+    fn deliver_to_junk(
+        &self,
+        user: &str,
+        data: &[u8],
+        queue_id: &str,
+    ) -> Result<(String, bool), StoreError> {
+        MailStore::deliver_to_junk(self, user, data, queue_id)
     }
 }
 

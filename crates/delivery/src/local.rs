@@ -7,13 +7,23 @@ use postamt_directory::ResolveError;
 use postamt_spool::QueueId;
 use postamt_store::StoreError;
 
-/// Delivers the message into `user`'s mailbox.
+/// Delivers the message into `user`'s mailbox: the inbox, or the Junk
+/// folder for a message the receiver marked as quarantined (DMARC
+/// `p=quarantine`, see `postamt_sender_auth::is_quarantined`).
 pub fn deliver_local(
     store: &dyn StoreBackend,
     user: &str,
     data: &[u8],
     id: &QueueId,
 ) -> Result<String, Failure> {
+    if postamt_sender_auth::is_quarantined(data) {
+        let (name, in_junk) = store
+            .deliver_to_junk(user, data, &id.0)
+            .map_err(|e| classify_store(&e))?;
+        tracing::info!(queue_id = %id, user, folder = if in_junk { "Junk" } else { "INBOX" },
+            "quarantined message (DMARC p=quarantine) filed");
+        return Ok(name);
+    }
     store
         .deliver(user, data, &id.0)
         .map_err(|e| classify_store(&e))
@@ -78,6 +88,38 @@ mod tests {
             ("4.3.0", Severity::Temporary)
         );
         assert!(f.local);
+    }
+
+    /// Records which of the two store calls each delivery used.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<&'static str>>);
+
+    impl StoreBackend for Recorder {
+        fn deliver(&self, _: &str, _: &[u8], _: &str) -> Result<String, StoreError> {
+            self.0.lock().unwrap().push("inbox");
+            Ok("n".into())
+        }
+        fn deliver_to_junk(
+            &self,
+            _: &str,
+            _: &[u8],
+            _: &str,
+        ) -> Result<(String, bool), StoreError> {
+            self.0.lock().unwrap().push("junk");
+            Ok(("j".into(), true))
+        }
+    }
+
+    #[test]
+    fn quarantined_messages_go_to_junk_others_to_the_inbox() {
+        let store = Recorder::default();
+        let id = QueueId("0193f1c2a4b57c3d8e9f0a1b2c3d4e5f".into());
+        let marked =
+            b"X-Postamt-Quarantine: dmarc (a.example policy quarantine)\r\nFrom: a\r\n\r\nb";
+        assert_eq!(deliver_local(&store, "bob", marked, &id).unwrap(), "j");
+        let plain = b"From: a\r\n\r\nX-Postamt-Quarantine: in the body\r\n";
+        assert_eq!(deliver_local(&store, "bob", plain, &id).unwrap(), "n");
+        assert_eq!(*store.0.lock().unwrap(), ["junk", "inbox"]);
     }
 
     #[test]

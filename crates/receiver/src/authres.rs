@@ -19,8 +19,8 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const AUTH_RESULTS_FIELD: &str = "Authentication-Results";
 
 /// Our mark on a message that fails DMARC under a `p=quarantine` policy;
-/// mail stores file such a message as junk.
-pub const QUARANTINE_FIELD: &str = "X-Postamt-Quarantine";
+/// local delivery files such a message in the user's Junk folder.
+pub use postamt_sender_auth::QUARANTINE_FIELD;
 
 /// RFC 2045 `tspecials`: not allowed in a `token` (RFC 8601 `value`).
 const TSPECIALS: &[u8] = b"()<>@,;:\\\"/[]?=";

@@ -10,6 +10,7 @@ mod domain;
 mod error;
 mod headers;
 mod keys;
+mod quarantine;
 mod records;
 mod resolver;
 mod signer;
@@ -27,6 +28,7 @@ pub use keys::{
     GeneratedKey, KEY_BITS, dkim_record_name, dkim_txt_value, generate_key, key_path,
     read_key_record,
 };
+pub use quarantine::{QUARANTINE_FIELD, is_quarantined};
 pub use records::{DnsRecord, dns_records, zone_file_lines};
 pub use resolver::{DEFAULT_QUERY_TIMEOUT, build_authenticator};
 pub use signer::{DkimSigner, SIGNED_HEADERS};

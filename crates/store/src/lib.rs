@@ -77,6 +77,10 @@ pub use watch::ChangeSignal;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+/// The folder quarantined messages are delivered to (one of the special
+/// folders every mailbox gets).
+pub const JUNK_FOLDER: &str = "Junk";
+
 /// A message in a mailbox as POP3 sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageInfo {
@@ -200,6 +204,31 @@ impl MailStore {
         // wakes IDLE sessions (see `index::batch`).
         index::batch::submit(index::batch::Delivered::new(&root, &name, data));
         Ok(name)
+    }
+
+    /// Delivers `data` into `user`'s `Junk` folder (a message a DMARC
+    /// `p=quarantine` policy asked to treat with suspicion); returns the
+    /// new message's unique name and whether it went to `Junk`. The
+    /// mailbox and its special folders are created as for IMAP; when the
+    /// user has deleted `Junk`, the message goes to the inbox instead
+    /// (never lost, never a folder the user did not want).
+    pub fn deliver_to_junk(
+        &self,
+        user: &str,
+        data: &[u8],
+        queue_id: &str,
+    ) -> Result<(String, bool), StoreError> {
+        let account = self.account(user)?;
+        let junk = folders::parse(JUNK_FOLDER)?.path(account.root());
+        if !fsio::is_complete_maildir(&junk) {
+            return Ok((self.deliver(user, data, queue_id)?, false));
+        }
+        let name = deliver::deliver_into(&junk, data, queue_id, &self.host)?;
+        tracing::debug!(user, queue_id, file = %name, size = data.len(), "delivered to the Junk folder");
+        // Indexed by the folder's next refresh (the index writer serves
+        // INBOX deliveries); IMAP sessions in the folder are woken now.
+        watch::notify(&junk);
+        Ok((name, true))
     }
 
     /// `user`'s folder tree for IMAP. When automatic creation is on, a

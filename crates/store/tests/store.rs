@@ -310,3 +310,38 @@ fn paths_in_another_maildirs_new_are_not_used() {
     forged.uid = "nope".into();
     assert!(matches!(bob.read(&forged), Err(StoreError::Gone(_))));
 }
+
+#[test]
+fn quarantined_mail_goes_to_junk_and_imap_sees_it_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), true);
+    let data = b"From: a@b.example\r\nSubject: suspicious\r\n\r\nbody\r\n";
+    // A new mailbox: created with its special folders, the message in Junk.
+    let (name, in_junk) = s.deliver_to_junk("bob", data, QID).unwrap();
+    assert!(in_junk);
+    let root = s.mailbox_dir("bob").unwrap();
+    assert_eq!(
+        std::fs::read(root.join(".Junk").join("new").join(&name)).unwrap(),
+        data
+    );
+    assert_eq!(count(&root.join("new")), 0, "nothing in the inbox");
+    assert!(name.contains(QID), "the queue id is in the name: {name}");
+    let account = s.account("bob").unwrap();
+    let junk = account.status("Junk").unwrap();
+    assert_eq!(junk.messages, 1);
+    assert_eq!(account.status("INBOX").unwrap().messages, 0);
+
+    // The user deleted Junk: the next one goes to the inbox, not lost.
+    account.delete("Junk").unwrap();
+    let (name, in_junk) = s.deliver_to_junk("bob", data, QID).unwrap();
+    assert!(!in_junk);
+    assert_eq!(std::fs::read(root.join("new").join(&name)).unwrap(), data);
+    assert!(!root.join(".Junk").exists(), "Junk not made again");
+
+    // No mailbox and no automatic creation: the usual error.
+    let none = store(dir.path(), false);
+    assert!(matches!(
+        none.deliver_to_junk("carol", data, QID),
+        Err(StoreError::NoMailbox(_))
+    ));
+}
