@@ -1327,3 +1327,58 @@ async fn query_strings_queue_ids_and_settings_errors_name_the_field() {
     }
     assert_eq!(env.reloads.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_list_owner_that_is_nobody_here_is_refused_naming_the_field() {
+    let env = setup();
+    let boss = basic("boss", "boss-pw");
+    let r = api(
+        &env.app,
+        Method::POST,
+        "/api/v1/lists",
+        Some(&boss),
+        Some(json!({"name": "club", "owner": "ghost@example.org"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["field"], json!("owner"), "{}", r.body);
+    let r = api(
+        &env.app,
+        Method::GET,
+        "/api/v1/lists/club",
+        Some(&boss),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "nothing created");
+    let r = api(
+        &env.app,
+        Method::POST,
+        "/api/v1/lists",
+        Some(&boss),
+        Some(json!({"name": "club", "owner": "carl"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = api(
+        &env.app,
+        Method::PATCH,
+        "/api/v1/lists/club",
+        Some(&boss),
+        Some(json!({"posting": "anyone", "owner": "ghost@example.org"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["field"], json!("owner"), "{}", r.body);
+    let r = api(
+        &env.app,
+        Method::GET,
+        "/api/v1/lists/club",
+        Some(&boss),
+        None,
+    )
+    .await;
+    let l = r.json();
+    assert_eq!(l["owner"], json!("carl@example.org"), "{l}");
+    assert_eq!(l["posting"], json!("members"), "nothing half-applied: {l}");
+}

@@ -457,9 +457,13 @@ async fn create_list(
     }
     .to_options()?;
     let name = n.name;
-    st.blocking(move |a| Ok(ListView::from(a.list_create(&name, &options)?)))
-        .await
-        .map(|v| (StatusCode::CREATED, Json(v)))
+    st.blocking(move |a| {
+        a.list_create(&name, &options)
+            .map(ListView::from)
+            .map_err(owner_error)
+    })
+    .await
+    .map(|v| (StatusCode::CREATED, Json(v)))
 }
 
 async fn list(
@@ -479,9 +483,23 @@ async fn change_list(
     JsonBody(b): JsonBody<ListOptionsBody>,
 ) -> ApiResult<ListView> {
     let options = b.to_options()?;
-    st.blocking(move |a| Ok(ListView::from(a.list_set_options(&name, &options)?)))
-        .await
-        .map(Json)
+    st.blocking(move |a| {
+        a.list_set_options(&name, &options)
+            .map(ListView::from)
+            .map_err(owner_error)
+    })
+    .await
+    .map(Json)
+}
+
+/// A refused owner (a local address that is nobody) names the field.
+fn owner_error(e: postamt_ops::OpsError) -> ApiError {
+    let e = ApiError::from(e);
+    if e.field.is_none() && e.message.starts_with("the owner ") {
+        e.about("owner")
+    } else {
+        e
+    }
 }
 
 async fn delete_list(
