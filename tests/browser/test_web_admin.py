@@ -64,8 +64,21 @@ def submit(d, form_css: str, fields: dict[str, str]):
 
 
 def shot(d, screenshot_dir, name):
+    """A screenshot of the whole page, below the fold too (Chrome's
+    DevTools protocol; the plain viewport when that is not available)."""
+    import base64
+
     path = screenshot_dir / f"{name}.png"
-    d.save_screenshot(str(path))
+    try:
+        metrics = d.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        data = d.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+        )
+        path.write_bytes(base64.b64decode(data["data"]))
+    except Exception:  # noqa: BLE001 - not a Chromium driver: the viewport only
+        d.save_screenshot(str(path))
     assert path.stat().st_size > 5000, f"screenshot {name} looks empty"
 
 
@@ -171,3 +184,59 @@ def test_user_self_service_and_no_admin_pages(browser, web_server, screenshot_di
     replies = srv.messages(other)
     assert len(replies) == 1, replies
     assert b"On holiday" in replies[0]
+
+
+def test_more_pages_for_the_record(browser, web_server, screenshot_dir):
+    """Screenshots of the pages the walkthrough does not reach: the login
+    page, a refused form, a held post in a list's moderation queue, a
+    queued message and its details, the live DNS check, the guide."""
+    d, srv = browser, web_server
+    d.get(base(srv) + "/login")
+    shot(d, screenshot_dir, "login")
+    admin, pw = srv.add_user(uniq("admin"), admin=True)
+    login(d, srv, admin, pw)
+
+    # A refused form: the reason, naming the field.
+    d.get(base(srv) + "/users")
+    submit(d, "form[action='/users']", {"name": ".hidden", "password": "Web-pass-1"})
+    assert "name" in flash(d), flash(d)
+    shot(d, screenshot_dir, "users-error")
+
+    # A held post waiting for approval.
+    owner, _ = srv.add_user(uniq("owner"))
+    member, _ = srv.add_user(uniq("member"))
+    lst = uniq("mod")
+    srv.cli("list", "create", lst, "--owner", owner, "--posting", "moderated")
+    srv.cli("list", "subscribe", lst, member)
+    subject = "A rather long subject line of a post that waits for the owner's approval"
+    srv.send(f"writer@{DOMAIN}", [f"{lst}@{DOMAIN}"],
+             f"From: writer@{DOMAIN}\r\nTo: {lst}@{DOMAIN}\r\nSubject: {subject}\r\n\r\nhello\r\n".encode())
+
+    def held():
+        d.get(base(srv) + f"/lists/{lst}")
+        return "Approve" in d.page_source
+
+    wait_until(held, 15, "the held post on the list page")
+    shot(d, screenshot_dir, "list-moderation")
+
+    # A message waiting in the queue (a remote destination, no DNS).
+    alias = uniq("far")
+    srv.add_alias(alias, "someone@remote.test")
+    qid = srv.send(f"writer@{DOMAIN}", [f"{alias}@{DOMAIN}"], b"Subject: queued\r\n\r\nwaits\r\n")
+
+    def queued():
+        d.get(base(srv) + "/queue")
+        return qid in d.page_source
+
+    wait_until(queued, 15, "the message on the queue page")
+    shot(d, screenshot_dir, "queue-entry")
+    d.get(base(srv) + f"/queue/{qid}")
+    assert qid in d.page_source
+    shot(d, screenshot_dir, "queue-show")
+
+    # The live DNS check (no DNS server here: every verdict "unknown").
+    d.get(base(srv) + f"/dns?domain={DOMAIN}&check=1")
+    shot(d, screenshot_dir, "dns-check")
+
+    d.get(base(srv) + "/docs/")
+    shot(d, screenshot_dir, "docs")

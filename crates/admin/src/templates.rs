@@ -3,7 +3,8 @@
 //! `.html`), so any value — a list name, a subject, a log line — is shown
 //! as text, never run. Filters: `datetime` (Unix seconds to UTC text),
 //! `date`, `bytes` (a human size), `ago` (seconds as a duration), `urlencode` (a URL path
-//! segment or query value).
+//! segment or query value), `addr` (an address, escaped, that may break
+//! before its `@` in a narrow column).
 
 use minijinja::{Environment, Value};
 use serde::Serialize;
@@ -62,6 +63,7 @@ impl Templates {
         env.add_filter("bytes", bytes);
         env.add_filter("ago", ago);
         env.add_filter("urlencode", |s: String| crate::ui::seg(&s));
+        env.add_filter("addr", addr);
         for (name, src) in TEMPLATES {
             // The templates are part of the binary and covered by the
             // tests that render every page; a syntax error is a build bug.
@@ -141,6 +143,13 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
+/// An address (or a list of them) HTML-escaped, with a line break
+/// opportunity (`<wbr>`) before each `@`.
+fn addr(s: String) -> Value {
+    let escaped = minijinja::HtmlEscape(&s).to_string();
+    Value::from_safe_string(escaped.replace('@', "<wbr>@"))
+}
+
 fn ago(v: Value) -> String {
     match to_i64(&v) {
         Some(n) => human_duration(n),
@@ -183,5 +192,9 @@ mod tests {
         assert_eq!(human_duration(90), "1m 30s");
         assert_eq!(human_duration(90_000), "1d 1h");
         assert_eq!(datetime(Value::from(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            addr("<b>x</b>@example.org".into()).to_string(),
+            "&lt;b&gt;x&lt;&#x2f;b&gt;<wbr>@example.org"
+        );
     }
 }
