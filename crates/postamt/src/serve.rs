@@ -451,6 +451,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         ("delivery", &routing(&old.delivery), &routing(&new.delivery)),
         ("dkim", &old.dkim, &new.dkim),
         ("dns", &old.dns, &new.dns),
+        ("admin", &old.admin, &new.admin),
     ] {
         if differs(a, b) {
             keys.push(key);
@@ -729,4 +730,24 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, data)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_needed_names_the_sections_fixed_at_start() {
+        let old = Config::default();
+        assert!(restart_needed(&old, &old.clone()).is_empty());
+        let mut new = old.clone();
+        new.admin.allow_plaintext_http = !old.admin.allow_plaintext_http;
+        new.delivery.copy_local_failures_to_postmaster =
+            !old.delivery.copy_local_failures_to_postmaster;
+        assert_eq!(
+            restart_needed(&old, &new),
+            ["admin"],
+            "[admin] needs a restart, postmaster copies do not"
+        );
+    }
 }
