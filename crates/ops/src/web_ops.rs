@@ -13,6 +13,9 @@ use postamt_spool::{QueueId, RecipientStatus};
 use serde::Serialize;
 use std::path::Path;
 
+/// The reason a recipient bounced by the admin gets (and its status code).
+const RETURNED_BY_ADMIN: &str = "5.0.0 returned to the sender by the postmaster";
+
 /// Most files counted when sizing one mailbox (a bounded walk).
 pub const MAX_MAILBOX_FILES: u64 = 1_000_000;
 
@@ -343,7 +346,7 @@ impl Admin {
         for r in env.recipients.iter_mut() {
             if r.status == RecipientStatus::Pending {
                 r.status = RecipientStatus::Failed;
-                r.last_error = Some("5.0.0 returned to the sender by the postmaster".into());
+                r.last_error = Some(RETURNED_BY_ADMIN.into());
                 n += 1;
             }
         }
@@ -356,6 +359,12 @@ impl Admin {
         env.next_attempt = chrono::Utc::now().timestamp();
         self.spool.update(&env)?;
         tracing::info!(queue_id = %id, recipients = n, "bounced by admin");
+        // Counted like the delivery agent's bounces (in the server's
+        // metrics when the web admin does it; a CLI process has its own).
+        let class = postamt_metrics::BounceClass::of_status(RETURNED_BY_ADMIN);
+        for _ in 0..n {
+            postamt_metrics::global().bounced(class);
+        }
         self.tell_server(Command::Rescan);
         Ok(n)
     }
@@ -579,7 +588,12 @@ mod tests {
                 b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
             )
             .unwrap();
+        let before = postamt_metrics::global().snapshot().bounced_total();
         assert_eq!(a.queue_bounce(id.as_str()).unwrap(), 1);
+        assert!(
+            postamt_metrics::global().snapshot().bounced_total() > before,
+            "counted in the bounce metric"
+        );
         let env = a.spool.get(&id).unwrap();
         assert_eq!(env.recipients[0].status, RecipientStatus::Failed);
         assert!(
