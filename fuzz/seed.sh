@@ -20,6 +20,7 @@ seed pop3_parsers top '\002\040\003\005\001\007Subject: x\r\n\r\nl1\r\n.l2\nl3'
 
 seed client_reply ehlo '\003\001\007\002250-mx.example.org Hello\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-AUTH PLAIN LOGIN\r\n250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\n'
 seed client_stuffing msg '\003\001\007\002Subject: x\r\n\r\n.dot\rbare cr\nbare lf\r\n..\r\n.'
+seed client_downgrade mime '\000MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\ncaf\303\251 = ok\r\n--b--\r\n'
 seed srs_reverse fwd '\000\000\000\000\000\000\000\000user@example.com'
 seed directory_names match 'sales-*@example.org\000sales-eu@example.org'
 seed config_parse basic 'hostname = "mx.example.org"\ndomains = ["example.org"]\n[limits]\nmax_message_size = 1000\n'
