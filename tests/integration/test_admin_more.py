@@ -570,7 +570,16 @@ def test_metrics_after_real_traffic(admin_server, web, boss):
     wait_gone(web, boss, qid)
     srv.wait_messages(sender, 1)
 
-    m2 = metrics(web)
+    # The delivery agent counts a delivery after its file is in the
+    # Maildir: wait until the bounce's local delivery is counted too.
+    def counted():
+        m = metrics(web)
+        done = value(m, "postamt_deliveries_total", result="delivered", destination="local") - value(
+            m0, "postamt_deliveries_total", result="delivered", destination="local"
+        )
+        return m if done >= 2 else None
+
+    m2 = wait_until(counted, 15, "the message and the bounce counted as local deliveries")
 
     def delta(name, **labels):
         return value(m2, name, **labels) - value(m0, name, **labels)
