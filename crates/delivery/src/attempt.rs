@@ -758,30 +758,22 @@ fn signed_for_sending(
 ) -> (Arc<[u8]>, bool) {
     use postamt_smtp_client::downgrade;
     use std::borrow::Cow;
-    // Cheap for the usual "unchanged" answer: the very same slice.
-    let unchanged = |out: &Cow<'_, [u8]>, input: &[u8]| match out {
-        Cow::Borrowed(b) => std::ptr::eq(*b, input) || *b == input,
-        Cow::Owned(v) => v.as_slice() == input,
-    };
-    let signed = signer.sign(mail_from, data);
-    if unchanged(&signed, data) || !downgrade::needs_8bitmime(data) {
-        return (Arc::from(signed.as_ref()), true);
-    }
-    match downgrade::to_seven_bit(data, smtputf8) {
-        Ok(seven) => {
-            let resigned = signer.sign(mail_from, &seven);
-            if unchanged(&resigned, &seven) {
-                // Not signed after all: no reason to convert here.
-                (Arc::from(signed.as_ref()), true)
-            } else {
-                (Arc::from(resigned.as_ref()), false)
+    if downgrade::needs_8bitmime(data) {
+        match downgrade::to_seven_bit(data, smtputf8) {
+            Ok(seven) => {
+                // A signer that signs returns new bytes; one that leaves
+                // the message alone lends it back.
+                if let Cow::Owned(signed) = signer.sign(mail_from, &seven) {
+                    return (Arc::from(signed), false);
+                }
+                // Not signed: no reason to convert here.
+            }
+            Err(why) => {
+                debug!(queue_id, mail_from, reason = %why, "8-bit message signed as it is: it cannot be converted to 7 bit");
             }
         }
-        Err(why) => {
-            debug!(queue_id, mail_from, reason = %why, "8-bit message signed as it is: it cannot be converted to 7 bit");
-            (Arc::from(signed.as_ref()), true)
-        }
     }
+    (Arc::from(signer.sign(mail_from, data).as_ref()), true)
 }
 
 /// When only congestion (a saturated destination here) kept remote mail
