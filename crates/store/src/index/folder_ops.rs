@@ -161,11 +161,8 @@ fn write_uidvalidity_file(path: &Path, v: u32) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_file_name(format!("{UIDVALIDITY_FILE}.tmp{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    // create_new: never follows a symlink left at the temporary name.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)?;
+    // A new private file: never follows a symlink left at the temporary name.
+    let mut f = postamt_fsutil::create_new(&tmp)?;
     f.write_all(format!("{v}\n").as_bytes())?;
     drop(f);
     std::fs::rename(&tmp, path)
