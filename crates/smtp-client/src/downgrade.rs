@@ -20,6 +20,7 @@
 //! [`MAX_PARTS`] body parts; the output is at most about 3.1 times the input
 //! (every byte `=XX`, plus soft line breaks).
 
+use postamt_rawmsg::{line_end, mime_delimiter, trim_eol, trim_wsp_end};
 use std::borrow::Cow;
 
 /// Nested entities (multipart in multipart, message in message...) walked
@@ -289,7 +290,7 @@ impl Walker {
         while pos < body.len() {
             let line_end = line_end(body, pos);
             let line = body.get(pos..line_end).unwrap_or_default();
-            if let Some(close) = delimiter(trim_eol(line), boundary) {
+            if let Some(close) = mime_delimiter(line, boundary) {
                 match part_start {
                     None => opaque(body.get(..pos).unwrap_or_default(), out),
                     Some(s) => {
@@ -491,27 +492,6 @@ fn split_header(e: &[u8]) -> Result<Header, Unconvertible> {
     })
 }
 
-/// The offset after the line starting at `pos` (after its LF, or the end).
-fn line_end(data: &[u8], pos: usize) -> usize {
-    data.get(pos..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-        .map_or(data.len(), |i| pos + i + 1)
-}
-
-/// A line without its line break (LF, or CRLF).
-fn trim_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn trim_wsp_end(s: &[u8]) -> &[u8] {
-    let n = s
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(0, |i| i + 1);
-    s.get(..n).unwrap_or_default()
-}
-
 /// A field value without its line breaks (the folding whitespace stays).
 fn unfold(value: &[u8]) -> Vec<u8> {
     value
@@ -519,21 +499,6 @@ fn unfold(value: &[u8]) -> Vec<u8> {
         .copied()
         .filter(|&b| b != b'\r' && b != b'\n')
         .collect()
-}
-
-/// Whether `line` (without its line break) is a delimiter line of
-/// `boundary` (RFC 2046 §5.1.1: `--boundary`, or `--boundary--` for the
-/// close delimiter, then only linear whitespace); `Some(true)` for the close
-/// delimiter.
-fn delimiter(line: &[u8], boundary: &[u8]) -> Option<bool> {
-    let rest = line.strip_prefix(b"--")?.strip_prefix(boundary)?;
-    let (close, rest) = match rest.strip_prefix(b"--") {
-        Some(r) => (true, r),
-        None => (false, rest),
-    };
-    rest.iter()
-        .all(|&b| b == b' ' || b == b'\t')
-        .then_some(close)
 }
 
 struct ContentType {

@@ -4,6 +4,7 @@
 
 use mail_parser::HeaderValue;
 use mail_parser::parsers::MessageStream;
+use postamt_rawmsg::{line_end, trim_eol, trim_wsp_end};
 
 /// One header field as it lies in the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub fn fields(header: &[u8]) -> Vec<Field<'_>> {
         let raw = &header[pos..end];
         let body = trim_eol(raw);
         let (name, value) = match body.iter().position(|&b| b == b':') {
-            Some(colon) => (trim_end_ws(&body[..colon]), &body[colon + 1..]),
+            Some(colon) => (trim_wsp_end(&body[..colon]), &body[colon + 1..]),
             None => (body, &body[body.len()..]),
         };
         out.push(Field { name, value, raw });
@@ -90,26 +91,6 @@ pub fn decode_value(value: &[u8]) -> String {
         HeaderValue::TextList(list) => list.join(" "),
         _ => String::new(),
     }
-}
-
-fn line_end(data: &[u8], from: usize) -> usize {
-    match data[from..].iter().position(|&b| b == b'\n') {
-        Some(i) => from + i + 1,
-        None => data.len(),
-    }
-}
-
-fn trim_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn trim_end_ws(s: &[u8]) -> &[u8] {
-    let end = s
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(0, |i| i + 1);
-    &s[..end]
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! Content-Type and Content-Disposition (comments skipped, quoted strings
 //! unquoted). Works on CRLF and LF-only text alike.
 
+use postamt_rawmsg::{line_end, trim_wsp_end};
+
 /// Most fields kept from one header block (later ones are skipped, the
 /// block's length is still found).
 const MAX_FIELDS: usize = 2_000;
@@ -32,14 +34,6 @@ impl<'a> Header<'a> {
     /// The unfolded, trimmed value of the first field called `name`.
     pub fn value(&self, name: &str) -> Option<Vec<u8>> {
         self.raw(name).map(unfold)
-    }
-}
-
-/// The line starting at `pos` (its end included), as an end offset.
-fn line_end(data: &[u8], pos: usize) -> usize {
-    match data[pos..].iter().position(|&b| b == b'\n') {
-        Some(i) => pos + i + 1,
-        None => data.len(),
     }
 }
 
@@ -78,7 +72,7 @@ pub fn scan(data: &[u8]) -> Header<'_> {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             break;
         };
-        let name = trim_end_wsp(&line[..colon]);
+        let name = trim_wsp_end(&line[..colon]);
         let valid = !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b));
         if !valid {
             break;
@@ -97,14 +91,6 @@ pub fn scan(data: &[u8]) -> Header<'_> {
             .collect(),
         len: pos,
     }
-}
-
-fn trim_end_wsp(b: &[u8]) -> &[u8] {
-    let end = b
-        .iter()
-        .rposition(|&c| !matches!(c, b' ' | b'\t'))
-        .map_or(0, |i| i + 1);
-    &b[..end]
 }
 
 /// Unfolds a raw value (line breaks dropped, the whitespace after them

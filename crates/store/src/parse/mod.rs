@@ -19,6 +19,7 @@ mod header;
 
 use crate::meta::{Address, BodyPart, Envelope, MessageMeta, PartKind};
 use header::Header;
+use postamt_rawmsg::mime_delimiter;
 
 /// Deepest nesting of multiparts and encapsulated messages parsed.
 pub const MAX_DEPTH: usize = 64;
@@ -239,7 +240,7 @@ fn split_multipart(
             .position(|&b| b == b'\n')
             .map_or(end, |i| pos + i + 1);
         let line = &data[pos..line_end];
-        if let Some(close) = delimiter(line, boundary) {
+        if let Some(close) = mime_delimiter(line, boundary) {
             if let Some(cs) = current {
                 let mut pe = pos;
                 if pe > cs && data[pe - 1] == b'\n' {
@@ -264,19 +265,6 @@ fn split_multipart(
         parts.push((cs, end.max(cs)));
     }
     parts
-}
-
-/// Whether `line` is a delimiter line for `boundary`: `Some(true)` for the
-/// close delimiter (`--b--`), `Some(false)` for a part delimiter.
-fn delimiter(line: &[u8], boundary: &[u8]) -> Option<bool> {
-    let rest = line.strip_prefix(b"--")?.strip_prefix(boundary)?;
-    let (close, rest) = match rest.strip_prefix(b"--") {
-        Some(r) => (true, r),
-        None => (false, rest),
-    };
-    rest.iter()
-        .all(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        .then_some(close)
 }
 
 #[cfg(test)]
