@@ -63,10 +63,9 @@ def start_env(postamt_bin, tmp_path_factory, dkim_key: bool):
     return srv, dns, port
 
 
-@pytest.fixture(scope="module")
-def env(postamt_bin, tmp_path_factory):
-    """A server without DKIM keys: the SMTP client itself converts."""
-    srv, dns, port = start_env(postamt_bin, tmp_path_factory, dkim_key=False)
+def running_env(postamt_bin, tmp_path_factory, dkim_key: bool):
+    """A started server (and its stub DNS), stopped after the module."""
+    srv, dns, port = start_env(postamt_bin, tmp_path_factory, dkim_key=dkim_key)
     try:
         srv.start()
         yield Env(srv, dns, port)
@@ -74,19 +73,18 @@ def env(postamt_bin, tmp_path_factory):
     finally:
         srv.kill9()
         dns.stop()
+
+
+@pytest.fixture(scope="module")
+def env(postamt_bin, tmp_path_factory):
+    """A server without DKIM keys: the SMTP client itself converts."""
+    yield from running_env(postamt_bin, tmp_path_factory, dkim_key=False)
 
 
 @pytest.fixture(scope="module")
 def signing_env(postamt_bin, tmp_path_factory):
     """A server that DKIM-signs mail from DOMAIN."""
-    srv, dns, port = start_env(postamt_bin, tmp_path_factory, dkim_key=True)
-    try:
-        srv.start()
-        yield Env(srv, dns, port)
-        srv.stop()
-    finally:
-        srv.kill9()
-        dns.stop()
+    yield from running_env(postamt_bin, tmp_path_factory, dkim_key=True)
 
 
 TEXT = (
