@@ -180,10 +180,7 @@ pub async fn read_settings(st: &AppState) -> Result<Settings, ApiError> {
 pub async fn apply_settings(st: &AppState, new: Settings) -> Result<Applied, ApiError> {
     let path = st.ctx().config_path.clone();
     let written: SettingsWritten = st
-        .blocking(move |_| {
-            postamt_ops::settings::write_settings(&path, &new)
-                .map_err(|e| settings_error(ApiError::from(e)))
-        })
+        .blocking(move |_| Ok(postamt_ops::settings::write_settings(&path, &new)?))
         .await?;
     if written.changed.is_empty() {
         return Ok(Applied {
@@ -208,51 +205,6 @@ pub async fn apply_settings(st: &AppState, new: Settings) -> Result<Applied, Api
         restart_needed: written.restart_needed,
         reload,
     })
-}
-
-/// The settings field (a name of [`Settings`]) of the TOML key an error
-/// names, e.g. `logging.level` -> `log_level`, `domains[2]` -> `domains`.
-fn settings_field(key: &str) -> Option<&'static str> {
-    let key = key.split('[').next().unwrap_or(key);
-    Some(match key {
-        "hostname" => "hostname",
-        "domains" => "domains",
-        "postmaster" => "postmaster",
-        "mailbox_template" => "mailbox_template",
-        "create_mailboxes" => "create_mailboxes",
-        "spool_dir" => "spool_dir",
-        "delivery.smarthost" => "smarthost",
-        "delivery.copy_local_failures_to_postmaster" => "copy_local_failures_to_postmaster",
-        "logging.receiver" => "log_receiver",
-        "logging.delivery" => "log_delivery",
-        "logging.retrieval" => "log_retrieval",
-        "logging.level" => "log_level",
-        _ => return None,
-    })
-}
-
-/// A refused settings write names the settings field, not only the TOML
-/// key (`log_level: ... (key logging.level)`).
-fn settings_error(e: ApiError) -> ApiError {
-    if e.status != axum::http::StatusCode::BAD_REQUEST || e.field.is_some() {
-        return e;
-    }
-    let Some((key, why)) = e.message.split_once(": ") else {
-        return e;
-    };
-    let Some(field) = settings_field(key) else {
-        return e;
-    };
-    let message = if key == field {
-        format!("{field}: {why}")
-    } else {
-        format!("{field}: {why} (key `{key}`)")
-    };
-    ApiError {
-        message,
-        field: Some(field.to_owned()),
-        ..e
-    }
 }
 
 /// Merges a JSON object of settings fields onto `current`; unknown fields
@@ -573,32 +525,6 @@ mod tests {
         let e = merge_settings(&s, &serde_json::json!({"create_mailboxes": "yes"})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("create_mailboxes"));
         assert!(merge_settings(&s, &serde_json::json!([1])).is_err());
-    }
-
-    #[test]
-    fn settings_errors_name_the_settings_field() {
-        let e = settings_error(ApiError::bad_request(
-            "logging.level: `loud` is not one of error, warn, info, debug, trace",
-        ));
-        assert_eq!(e.field.as_deref(), Some("log_level"));
-        assert!(
-            e.message.starts_with("log_level: `loud`") && e.message.contains("logging.level"),
-            "{}",
-            e.message
-        );
-        let e = settings_error(ApiError::bad_request(
-            "domains[1]: `a b` is not a valid domain",
-        ));
-        assert_eq!(e.field.as_deref(), Some("domains"));
-        let e = settings_error(ApiError::bad_request(
-            "hostname: `x y` is not a valid host name",
-        ));
-        assert_eq!(e.field.as_deref(), Some("hostname"));
-        assert_eq!(e.message, "hostname: `x y` is not a valid host name");
-        let e = settings_error(ApiError::bad_request("listen.admin[0]: no"));
-        assert_eq!(e.field, None);
-        let e = settings_error(ApiError::internal("logging.level: disk on fire"));
-        assert_eq!(e.field, None);
     }
 
     #[test]

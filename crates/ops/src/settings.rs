@@ -296,12 +296,13 @@ fn check_text_fields(s: &Settings) -> Result<(), OpsError> {
     }
     for (key, v) in fields {
         if v.chars().any(char::is_control) {
-            return Err(OpsError::Invalid(format!(
-                "{key}: contains a control character (CR, LF, tab...)"
-            )));
+            return Err(invalid(
+                &key,
+                "contains a control character (CR, LF, tab...)",
+            ));
         }
         if v.len() > 4096 {
-            return Err(OpsError::Invalid(format!("{key}: longer than 4096 bytes")));
+            return Err(invalid(&key, "longer than 4096 bytes"));
         }
     }
     if s.domains.len() > 10_000 {
@@ -310,12 +311,47 @@ fn check_text_fields(s: &Settings) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// A config error as an `Invalid` naming the key (`key: reason`).
+/// A config error as an `Invalid` naming the settings field (see
+/// [`invalid`]).
 fn config_error(e: ConfigError) -> OpsError {
     match e {
-        ConfigError::Key { key, message, .. } => OpsError::Invalid(format!("{key}: {message}")),
+        ConfigError::Key { key, message, .. } => invalid(&key, &message),
         other => OpsError::Invalid(other.to_string()),
     }
+}
+
+/// An `Invalid` for the value at TOML key `key`, in the `field: why` form
+/// the admin API reads its field from: `field` is the [`Settings`] field
+/// the key belongs to, and the key follows when it reads otherwise
+/// (`log_level: ... (key `logging.level`)`); keys of no settings field
+/// stay as they are.
+fn invalid(key: &str, why: &str) -> OpsError {
+    OpsError::Invalid(match field_of_key(key) {
+        Some(field) if field == key => format!("{field}: {why}"),
+        Some(field) => format!("{field}: {why} (key `{key}`)"),
+        None => format!("{key}: {why}"),
+    })
+}
+
+/// The [`Settings`] field a TOML key is written from (`logging.level` ->
+/// `log_level`, `domains[2]` -> `domains`).
+fn field_of_key(key: &str) -> Option<&'static str> {
+    let key = key.split('[').next().unwrap_or(key);
+    Some(match key {
+        "hostname" => "hostname",
+        "domains" => "domains",
+        "postmaster" => "postmaster",
+        "mailbox_template" => "mailbox_template",
+        "create_mailboxes" => "create_mailboxes",
+        "spool_dir" => "spool_dir",
+        "delivery.smarthost" => "smarthost",
+        "delivery.copy_local_failures_to_postmaster" => "copy_local_failures_to_postmaster",
+        "logging.receiver" => "log_receiver",
+        "logging.delivery" => "log_delivery",
+        "logging.retrieval" => "log_retrieval",
+        "logging.level" => "log_level",
+        _ => return None,
+    })
 }
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> OpsError {
@@ -529,7 +565,13 @@ receiver = true
             change(&mut s);
             match write_settings(&path, &s) {
                 Err(OpsError::Invalid(m)) => {
-                    assert!(m.starts_with(&format!("{key}:")), "{key}: {m}")
+                    // Named by settings field, with the key where it differs.
+                    let field = field_of_key(key).unwrap();
+                    assert!(m.starts_with(&format!("{field}:")), "{key}: {m}");
+                    assert!(
+                        field == key || m.contains(&format!("(key `{key}`)")),
+                        "{key}: {m}"
+                    );
                 }
                 other => panic!("{key}: {other:?}"),
             }
@@ -538,6 +580,29 @@ receiver = true
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_settings_field() {
+        let m = |e: OpsError| match e {
+            OpsError::Invalid(m) => m,
+            other => panic!("{other:?}"),
+        };
+        let e = m(invalid(
+            "logging.level",
+            "`loud` is not one of error, warn, info, debug, trace",
+        ));
+        assert!(
+            e.starts_with("log_level: `loud`") && e.contains("logging.level"),
+            "{e}"
+        );
+        let e = m(invalid("domains[1]", "`a b` is not a valid domain"));
+        assert!(e.starts_with("domains: "), "{e}");
+        assert_eq!(
+            m(invalid("hostname", "`x y` is not a valid host name")),
+            "hostname: `x y` is not a valid host name"
+        );
+        assert_eq!(m(invalid("listen.admin[0]", "no")), "listen.admin[0]: no");
     }
 
     #[test]
