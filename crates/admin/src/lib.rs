@@ -55,6 +55,10 @@ pub struct AdminContext {
     pub auth: Arc<Authenticator>,
     /// Certificates: HTTPS when `[tls]` is configured.
     pub tls: Option<Arc<TlsProvider>>,
+    /// The certificates the mail services serve (the TLS page): the
+    /// configured ones or the self-signed fallback, kept current by the
+    /// server's certificate watcher.
+    pub served_tls: Option<Arc<TlsProvider>>,
     pub reload: Reloader,
 }
 

@@ -9,9 +9,9 @@ use crate::error::ApiError;
 use crate::session::SessionStore;
 use crate::templates::Templates;
 use postamt_config::Config;
-use postamt_net::tls::{CertInfo, SELF_SIGNED_CERT_FILE, SELF_SIGNED_KEY_FILE, TlsProvider};
+use postamt_net::tls::CertInfo;
 use postamt_ops::Admin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// Cheap to clone: everything is behind one `Arc`.
 #[derive(Clone)]
@@ -26,9 +26,6 @@ pub struct Inner {
     pub templates: Templates,
     /// Served over TLS: cookies get `Secure`.
     pub secure: bool,
-    /// The self-signed certificate the mail listeners serve when `[tls]`
-    /// is not set, described once per change of its file.
-    self_signed: Mutex<Option<(Vec<u8>, Vec<CertInfo>)>>,
 }
 
 impl AppState {
@@ -47,7 +44,6 @@ impl AppState {
                 sessions: SessionStore::new(),
                 templates: Templates::new(),
                 secure,
-                self_signed: Mutex::new(None),
             }),
         }
     }
@@ -77,51 +73,14 @@ impl AppState {
         });
     }
 
-    /// The certificates the server's TLS listeners serve: those of the
-    /// admin listener's own provider when `[tls]` is set; otherwise the
-    /// self-signed certificate the mail listeners made under
-    /// `<data_dir>/tls/` (empty when there is none yet or it cannot be
-    /// read).
+    /// The certificates the mail services serve now (the configured ones,
+    /// or the self-signed fallback they made; empty in a context without
+    /// them).
     pub fn served_certificates(&self) -> Vec<CertInfo> {
-        if let Some(tls) = &self.ctx().tls {
-            return tls.certificate_info();
-        }
-        let dir = self.config().data_dir.join("tls");
-        let cert_path = dir.join(SELF_SIGNED_CERT_FILE);
-        let Ok(cert) = std::fs::read(&cert_path) else {
-            return Vec::new();
-        };
-        let mut cached = self
-            .inner
-            .self_signed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some((pem, infos)) = cached.as_ref()
-            && *pem == cert
-        {
-            return infos.clone();
-        }
-        let Ok(key) = std::fs::read(dir.join(SELF_SIGNED_KEY_FILE)) else {
-            return Vec::new();
-        };
-        match TlsProvider::from_pem(&cert, &key) {
-            Ok(p) => {
-                let infos: Vec<CertInfo> = p
-                    .certificate_info()
-                    .into_iter()
-                    .map(|i| CertInfo {
-                        cert_file: Some(cert_path.clone()),
-                        ..i
-                    })
-                    .collect();
-                *cached = Some((cert, infos.clone()));
-                infos
-            }
-            Err(e) => {
-                tracing::debug!(file = %cert_path.display(), error = %e, "cannot read the self-signed certificate");
-                Vec::new()
-            }
-        }
+        self.ctx()
+            .served_tls
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.certificate_info())
     }
 
     /// Runs `f` with the operations handle on the blocking pool.

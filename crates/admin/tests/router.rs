@@ -8,6 +8,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
 use postamt_admin::{AdminContext, AppState, router};
 use postamt_directory::auth::Authenticator;
+use postamt_net::tls::TlsProvider;
 use postamt_ops::Admin;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -38,6 +39,14 @@ struct Env {
 }
 
 fn setup() -> Env {
+    setup_with(|_, _| None)
+}
+
+/// `setup` with the mail services' certificates given by `served_tls`
+/// (called with the data dir and the config once they exist).
+fn setup_with(
+    served_tls: impl FnOnce(&Path, &postamt_config::Config) -> Option<Arc<TlsProvider>>,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let data = root.join("data");
@@ -56,11 +65,13 @@ fn setup() -> Env {
     ));
     let reloads = Arc::new(AtomicUsize::new(0));
     let r = Arc::clone(&reloads);
+    let served_tls = served_tls(&data, &config);
     let ctx = Arc::new(AdminContext {
         config,
         config_path,
         auth,
         tls: None,
+        served_tls,
         reload: Arc::new(move || {
             r.fetch_add(1, Ordering::SeqCst);
             Ok("reloaded".into())
@@ -1203,17 +1214,27 @@ async fn tls_shows_the_self_signed_certificate_of_the_mail_services() {
     let html = b.get(&env.app, "/tls").await.body;
     assert!(html.contains("No certificate is loaded yet"), "{html}");
 
-    // The files the mail services write without [tls]: described.
+    // The self-signed certificate the mail services made (without
+    // [tls]) and serve: described.
     let t = postamt_net::tls::testing::self_signed("mx.example.org");
-    let tls_dir = env.dir.join("data").join("tls");
-    std::fs::create_dir_all(&tls_dir).unwrap();
-    let cert_file = tls_dir.join(postamt_net::tls::SELF_SIGNED_CERT_FILE);
-    std::fs::write(&cert_file, &t.ca_pem).unwrap();
-    std::fs::write(
-        tls_dir.join(postamt_net::tls::SELF_SIGNED_KEY_FILE),
-        &t.key_pem,
-    )
-    .unwrap();
+    let mut served = None;
+    let mut cert_file = std::path::PathBuf::new();
+    let env = setup_with(|data, config| {
+        let tls_dir = data.join("tls");
+        std::fs::create_dir_all(&tls_dir).unwrap();
+        cert_file = tls_dir.join(postamt_net::tls::SELF_SIGNED_CERT_FILE);
+        std::fs::write(&cert_file, &t.ca_pem).unwrap();
+        std::fs::write(
+            tls_dir.join(postamt_net::tls::SELF_SIGNED_KEY_FILE),
+            &t.key_pem,
+        )
+        .unwrap();
+        served = Some(TlsProvider::from_config(config).unwrap());
+        served.clone()
+    });
+    let served = served.unwrap();
+    let tls_dir = cert_file.parent().unwrap().to_path_buf();
+    let b = login(&env.app, "boss", "boss-pw").await;
     let r = api(&env.app, Method::GET, "/api/v1/tls", Some(&boss), None).await;
     let certs = r.json();
     let certs = certs.as_array().unwrap();
@@ -1232,7 +1253,8 @@ async fn tls_shows_the_self_signed_certificate_of_the_mail_services() {
     assert!(html.contains(&t.fingerprint_sha256), "{html}");
     assert!(html.contains("The mail services"), "{html}");
 
-    // A new certificate in the file is shown at once.
+    // A new certificate in the file is shown once the server's
+    // certificate watcher has reloaded it.
     let t2 = postamt_net::tls::testing::self_signed("mx.example.org");
     std::fs::write(&cert_file, &t2.ca_pem).unwrap();
     std::fs::write(
@@ -1240,6 +1262,7 @@ async fn tls_shows_the_self_signed_certificate_of_the_mail_services() {
         &t2.key_pem,
     )
     .unwrap();
+    served.reload().unwrap();
     let r = api(&env.app, Method::GET, "/api/v1/tls", Some(&boss), None).await;
     assert_eq!(r.json()[0]["fingerprint"], json!(t2.fingerprint_sha256));
 }

@@ -252,6 +252,7 @@ async fn serve(config: Arc<Config>, config_path: std::path::PathBuf) -> Result<(
         // HTTPS when certificates are configured; the self-signed fallback
         // would only train admins to click through warnings.
         tls: config.tls.cert.is_some().then(|| Arc::clone(&tls)),
+        served_tls: Some(Arc::clone(&tls)),
         reload: Arc::clone(&reloader),
     });
     for l in admin {
